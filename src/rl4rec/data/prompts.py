@@ -1,0 +1,149 @@
+"""Prompts the policy reads: a user's recent items, or a user-preference text, plus the request.
+
+The seed's ``--max_length`` is a prompt token budget. It is met by dropping the oldest history
+items, never by cutting an item's text: a half title would teach the policy nothing useful.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rl4rec.data.dataset import RecDataset
+from rl4rec.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Prompt = list[dict[str, str]] | str
+_FIELD_WORDS = {
+    "categories": "category",
+    "genres": "genres",
+    "title": "title",
+    "brand": "brand",
+    "year": "year",
+}
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    max_items: int = 10
+    #: ``oldest_first`` (the default, as in the seed) or ``recent_first``.
+    order: Literal["oldest_first", "recent_first"] = "oldest_first"
+    #: Token budget of the whole prompt, chat template included; ``None`` = no budget.
+    max_length: int | None = None
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_items < 1:
+            raise ConfigError(f"max_items must be >= 1, got {self.max_items}.")
+        if self.order not in ("oldest_first", "recent_first"):
+            raise ConfigError(f"prompt order must be 'oldest_first' or 'recent_first', got {self.order!r}.")
+        if self.max_length is not None and self.max_length < 8:
+            raise ConfigError(f"max_length (prompt token budget) must be >= 8, got {self.max_length}.")
+
+
+def _fields_phrase(dataset: RecDataset) -> str:
+    words = [_FIELD_WORDS.get(f, f.replace("_", " ")) for f in dataset.text_config.fields]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+class PromptBuilder:
+    """Builds chat prompts (or plain text for tokenizers without a chat template)."""
+
+    def __init__(
+        self, dataset: RecDataset, tokenizer: Any = None, config: PromptConfig | None = None
+    ) -> None:
+        self.dataset = dataset
+        self.tokenizer = tokenizer
+        self.config = config or PromptConfig()
+        self.chat = tokenizer is None or getattr(tokenizer, "chat_template", None) is not None
+        self.over_budget = 0  # prompts still over budget with a single item (logged, never truncated)
+
+    # -- text ------------------------------------------------------------------------------------
+    def request(self) -> str:
+        noun = self.dataset.item_noun
+        return (
+            f"Describe the next {noun} this user is most likely to want: its {_fields_phrase(self.dataset)}. "
+            "Reply with the description only."
+        )
+
+    def history_text(self, history: Sequence[int]) -> str:
+        items = list(history)[-self.config.max_items :]
+        ds = self.dataset
+        if self.config.order == "recent_first":
+            items = items[::-1]
+            header = f"A user {ds.user_action} these {ds.item_noun}s, most recent first:"
+            marks = {0: " (most recent)"}
+        else:
+            header = f"A user {ds.user_action} these {ds.item_noun}s, oldest first:"
+            marks = {len(items) - 1: " (most recent)"}
+        lines = [f"{i + 1}. {ds.item_text(item)}{marks.get(i, '')}" for i, item in enumerate(items)]
+        return header + "\n" + "\n".join(lines)
+
+    def _wrap(self, content: str) -> Prompt:
+        if not self.chat:
+            return f"{content}\nDescription:"
+        messages = []
+        if self.config.system_prompt:
+            messages.append({"role": "system", "content": self.config.system_prompt})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    # -- budget ----------------------------------------------------------------------------------
+    def count_tokens(self, prompt: Prompt) -> int:
+        if self.tokenizer is None:
+            raise ConfigError("counting prompt tokens needs a tokenizer.")
+        if isinstance(prompt, str):
+            return len(self.tokenizer(prompt)["input_ids"])
+        ids = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return len(ids)
+
+    # -- public ----------------------------------------------------------------------------------
+    def build(self, history: Sequence[int]) -> Prompt:
+        """Prompt from the most recent ``max_items`` items, fewer if the token budget needs it."""
+        if not history:
+            raise ConfigError("cannot build a prompt from an empty history.")
+        n = min(self.config.max_items, len(history))
+        prompt = self._wrap(self.history_text(history[-n:]) + "\n\n" + self.request())
+        if self.config.max_length is None or self.tokenizer is None:
+            return prompt
+        while n > 1 and self.count_tokens(prompt) > self.config.max_length:
+            n -= 1
+            prompt = self._wrap(self.history_text(history[-n:]) + "\n\n" + self.request())
+        if n == 1 and self.count_tokens(prompt) > self.config.max_length:
+            self.over_budget += 1
+            if self.over_budget == 1:
+                logger.warning(
+                    "a prompt with one history item exceeds max_length=%d tokens; kept whole (raise max_length)",
+                    self.config.max_length,
+                )
+        return prompt
+
+    def build_from_preference(self, preference: str) -> Prompt:
+        """Prompt from a user-preference text (the seed's ``*_user_preference.json`` files)."""
+        if not preference or not preference.strip():
+            raise ConfigError("user preference text is empty.")
+        content = (
+            f"Here is what we know about a user's taste in {self.dataset.item_noun}s:\n{preference.strip()}"
+        )
+        return self._wrap(content + "\n\n" + self.request())
+
+    def build_summary_request(self, history: Sequence[int]) -> Prompt:
+        """Prompt asking an LLM to summarise a user's preferences (writes preference files)."""
+        n = min(self.config.max_items, len(history))
+        content = self.history_text(history[-n:]) + (
+            f"\n\nSummarise this user's preferences in {self.dataset.item_noun}s in two or three sentences: "
+            "favourite kinds, brands or themes, and what they seem to be looking for now."
+        )
+        return self._wrap(content)
+
+
+def prompt_to_text(prompt: Prompt) -> str:
+    """A readable one-string form of a prompt (logs, reports)."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"[{m['role']}] {m['content']}" for m in prompt)

@@ -1,0 +1,81 @@
+"""Leave-one-out splits, the standard protocol on P5-style data.
+
+For a sequence ``i_1 .. i_n``: test target ``i_n``, validation target ``i_{n-1}``, training target
+``i_{n-2}``; the history of a target is every item before it. ``train_targets="all"`` adds every
+earlier position ``>= 2`` as extra training examples (data augmentation), so no training example
+ever sees a validation or test item.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rl4rec.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+#: How many items from the end each split's target sits.
+_OFFSET = {"test": 1, "valid": 2, "train": 3}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prediction task: given ``history``, rank ``target`` against the catalogue."""
+
+    user_id: int
+    history: tuple[int, ...]
+    target: int
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    examples: list[Example]
+    skipped_users: int
+
+
+def check_split(split: str) -> Split:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
+    return split  # type: ignore[return-value]
+
+
+def leave_one_out(
+    sequences: Mapping[int, Sequence[int]],
+    split: str,
+    train_targets: str = "last",
+) -> SplitResult:
+    """Build the examples of one split; users too short for it are skipped and counted."""
+    check_split(split)
+    if train_targets not in ("last", "all"):
+        raise ConfigError(f"unknown train_targets {train_targets!r}: choose 'last' or 'all'.")
+    offset = _OFFSET[split]
+    examples: list[Example] = []
+    skipped = 0
+    for user, items in sequences.items():
+        n = len(items)
+        target_index = n - offset
+        if target_index < 1:  # the target needs at least one history item
+            skipped += 1
+            continue
+        if split == "train" and train_targets == "all":
+            for t in range(1, target_index + 1):
+                examples.append(Example(user, tuple(items[:t]), items[t]))
+        else:
+            examples.append(Example(user, tuple(items[:target_index]), items[target_index]))
+    if skipped:
+        logger.info("split %s: skipped %d users with too few items", split, skipped)
+    return SplitResult(examples=examples, skipped_users=skipped)
+
+
+def training_interactions(sequences: Mapping[int, Sequence[int]]) -> Counter[int]:
+    """Item counts over each user's items before the validation target (no leakage into valid/test)."""
+    counts: Counter[int] = Counter()
+    for items in sequences.values():
+        counts.update(items[: max(len(items) - 2, 0)])
+    return counts

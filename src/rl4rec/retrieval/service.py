@@ -1,0 +1,251 @@
+"""The retrieval service: generated texts in, scores / ranks / rewards out.
+
+One class serves both deployments. In-process (the default on one machine) it is a plain object;
+on a cluster the same class runs as a detached, named Ray actor (:mod:`rl4rec.retrieval.ray_service`),
+and only the transport differs. Every public method validates its arguments here, at the boundary,
+so a bad call fails with a message naming the argument and the service keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl4rec.data.dataset import load_dataset
+from rl4rec.errors import ConfigError
+from rl4rec.retrieval.embedder import Embedder, EmbedderConfig
+from rl4rec.retrieval.item_index import ItemIndex
+from rl4rec.rewards.metrics import DEFAULT_MIXED_WEIGHT, REWARD_TYPES, compute_ranks, reward_from_ranks
+
+logger = logging.getLogger(__name__)
+
+#: Generated texts longer than this are cut before embedding (the embedder truncates tokens anyway).
+MAX_TEXT_CHARS = 20_000
+
+
+class RetrievalService:
+    def __init__(
+        self,
+        datasets: Sequence[str] | str = ("beauty",),
+        data_dir: str | Path | None = None,
+        embedder: EmbedderConfig | dict[str, Any] | None = None,
+        cache_root: str | Path | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        if isinstance(embedder, dict):
+            embedder = EmbedderConfig(**embedder)
+        self.embedder = Embedder(embedder)
+        self.data_dir = data_dir
+        self.cache_root = Path(cache_root) if cache_root else None
+        self.show_progress = show_progress
+        self._indexes: dict[str, ItemIndex] = {}
+        self._lock = threading.Lock()  # guards index loading; scoring is thread-safe
+        self.timings = {"embed": 0.0, "score": 0.0, "rank": 0.0, "calls": 0}
+        for name in [datasets] if isinstance(datasets, str) else datasets:
+            self.add_dataset(name)
+
+    # -- management ------------------------------------------------------------------------------
+    def add_dataset(self, name: str, data_dir: str | Path | None = None) -> int:
+        """Load (or reload) a dataset's item index; returns its number of items."""
+        dataset = load_dataset(name, data_dir if data_dir is not None else self.data_dir)
+        index = ItemIndex.load_or_build(dataset, self.embedder, self.cache_root, self.show_progress)
+        with self._lock:
+            self._indexes[name] = index
+        logger.info("retrieval service: %s loaded (%d items)", name, index.n_items)
+        return index.n_items
+
+    def datasets(self) -> list[str]:
+        return sorted(self._indexes)
+
+    def n_items(self, dataset_name: str) -> int:
+        return self._index(dataset_name).n_items
+
+    def ping(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "datasets": {n: i.n_items for n, i in self._indexes.items()},
+            "embedder": asdict(self.embedder.config),
+            "device": self.embedder.device,
+        }
+
+    def get_timings(self) -> dict[str, float]:
+        return dict(self.timings)
+
+    # -- validation ------------------------------------------------------------------------------
+    def _index(self, dataset_name: str) -> ItemIndex:
+        if not isinstance(dataset_name, str) or dataset_name not in self._indexes:
+            raise ConfigError(
+                f"unknown dataset_name {dataset_name!r}: this service has {self.datasets()}. Start it with that "
+                f"dataset (`rl4rec serve --datasets {dataset_name}`) or call add_dataset()."
+            )
+        return self._indexes[dataset_name]
+
+    @staticmethod
+    def _texts(generated_texts: Any) -> list[str]:
+        if isinstance(generated_texts, str):
+            raise ConfigError(
+                "generated_texts must be a list of strings, got a single string; wrap it in a list."
+            )
+        try:
+            texts = list(generated_texts)
+        except TypeError:
+            raise ConfigError(
+                f"generated_texts must be a list of strings, got {type(generated_texts).__name__}."
+            ) from None
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ConfigError(f"generated_texts[{i}] must be a string, got {type(t).__name__}.")
+        return texts
+
+    @staticmethod
+    def _ids(values: Any, name: str, n_items: int, batch: int) -> list[int]:
+        try:
+            ids = [int(v) for v in values]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a list of integer item ids.") from None
+        if any(isinstance(v, float) and not float(v).is_integer() for v in values):
+            raise ConfigError(f"{name} must hold integer item ids.")
+        if len(ids) != batch:
+            raise ConfigError(
+                f"{name} has {len(ids)} entries but generated_texts has {batch}; they must match."
+            )
+        for i, v in enumerate(ids):
+            if not 1 <= v <= n_items:
+                raise ConfigError(f"{name}[{i}] = {v} is not an item id of this dataset (1..{n_items}).")
+        return ids
+
+    @staticmethod
+    def _histories(values: Any, n_items: int, batch: int) -> list[list[int]]:
+        if values is None:
+            return [[] for _ in range(batch)]
+        rows = list(values)
+        if len(rows) != batch:
+            raise ConfigError(
+                f"history_items has {len(rows)} rows but generated_texts has {batch}; they must match."
+            )
+        out = []
+        for i, row in enumerate(rows):
+            try:
+                ids = [int(v) for v in (row if row is not None else [])]
+            except (TypeError, ValueError):
+                raise ConfigError(f"history_items[{i}] must be a list of integer item ids.") from None
+            bad = [v for v in ids if not 0 <= v <= n_items]
+            if bad:
+                raise ConfigError(
+                    f"history_items[{i}] holds {bad[0]}, not an item id of this dataset (1..{n_items})."
+                )
+            out.append(ids)
+        return out
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _score_tensor(self, texts: list[str], index: ItemIndex) -> tuple[torch.Tensor, np.ndarray]:
+        """Scores ``[B, n_items]`` and a mask of rows that carry no signal (empty or non-finite)."""
+        t0 = time.perf_counter()
+        empty = np.array([not t.strip() for t in texts], dtype=bool)
+        live = [t[:MAX_TEXT_CHARS] for t, e in zip(texts, empty, strict=True) if not e]
+        emb = torch.zeros(
+            (len(texts), self.embedder.dim), dtype=torch.float32, device=index.embeddings.device
+        )
+        if live:
+            emb[torch.from_numpy(~empty).to(emb.device)] = self.embedder.encode_queries(live).to(emb.device)
+        t1 = time.perf_counter()
+        scores = index.scores(emb)
+        bad = ~torch.isfinite(scores).all(dim=1)
+        if bad.any():
+            logger.warning(
+                "retrieval service: %d query embeddings were not finite; treated as empty", int(bad.sum())
+            )
+            scores[bad] = 0.0
+        dead = empty | bad.cpu().numpy()
+        self.timings["embed"] += t1 - t0
+        self.timings["score"] += time.perf_counter() - t1
+        return scores, dead
+
+    def get_scores(self, generated_texts: Sequence[str], dataset_name: str = "beauty") -> np.ndarray:
+        """Similarity of each text to every item: ``[B, n_items]`` float32, column j = item j+1."""
+        index = self._index(dataset_name)
+        scores, _ = self._score_tensor(self._texts(generated_texts), index)
+        return scores.cpu().numpy()
+
+    def rank(
+        self,
+        generated_texts: Sequence[str],
+        dataset_name: str,
+        target_items: Sequence[int],
+        history_items: Sequence[Sequence[int]] | None = None,
+    ) -> list[int]:
+        """1-based rank of each target (history masked, pessimistic ties). Empty texts get the worst rank."""
+        texts = self._texts(generated_texts)
+        index = self._index(dataset_name)
+        targets = self._ids(target_items, "target_items", index.n_items, len(texts))
+        histories = self._histories(history_items, index.n_items, len(texts))
+        if not texts:
+            return []
+        scores, _ = self._score_tensor(texts, index)
+        t0 = time.perf_counter()
+        ranks = compute_ranks(scores, torch.tensor(targets), histories).cpu().tolist()
+        self.timings["rank"] += time.perf_counter() - t0
+        self.timings["calls"] += 1
+        return [int(r) for r in ranks]
+
+    def evaluate(
+        self,
+        generated_texts: Sequence[str],
+        dataset_name: str,
+        target_items: Sequence[int],
+        history_items: Sequence[Sequence[int]] | None = None,
+        reward_type: str = "ndcg",
+        k: int = 10,
+        mixed_weight: float = DEFAULT_MIXED_WEIGHT,
+    ) -> dict[str, list[float] | list[int]]:
+        """Rewards and ranks in one call: ``{"reward": [...], "rank": [...]}``.
+
+        Empty or whitespace-only texts get reward 0 (and the worst rank). Rewards are always finite.
+        """
+        if reward_type not in REWARD_TYPES:
+            raise ConfigError(
+                f"unknown reward_type {reward_type!r}: choose one of {', '.join(REWARD_TYPES)}."
+            )
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}.")
+        if not 0.0 <= float(mixed_weight) <= 1.0:
+            raise ConfigError(f"mixed_weight must be in [0, 1], got {mixed_weight!r}.")
+        texts = self._texts(generated_texts)
+        ranks = self.rank(texts, dataset_name, target_items, history_items)
+        rewards = reward_from_ranks(
+            np.asarray(ranks, dtype=np.int64), reward_type, int(k), float(mixed_weight)
+        )
+        out = []
+        for text, r in zip(texts, rewards.tolist(), strict=True):
+            out.append(0.0 if not text.strip() or not math.isfinite(r) else float(r))
+        return {"reward": out, "rank": ranks}
+
+    def calculate_reward(
+        self,
+        generated_texts: Sequence[str],
+        dataset_name: str = "beauty",
+        target_items: Sequence[int] | None = None,
+        history_items: Sequence[Sequence[int]] | None = None,
+        reward_type: str = "ndcg",
+        k: int = 10,
+        mixed_weight: float = DEFAULT_MIXED_WEIGHT,
+    ) -> list[float] | np.ndarray:
+        """Reward of each text; empty or whitespace-only texts get 0.
+
+        As in the seed, a call without ``target_items`` returns the score matrix (see get_scores).
+        """
+        if target_items is None:
+            return self.get_scores(generated_texts, dataset_name)
+        result = self.evaluate(
+            generated_texts, dataset_name, target_items, history_items, reward_type, k, mixed_weight
+        )
+        return result["reward"]

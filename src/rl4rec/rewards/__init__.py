@@ -1,0 +1,27 @@
+"""Rewards stage: ranking metrics (the only implementation), the seed's reward API, the TRL adapter."""
+
+from rl4rec.rewards.base import RLRewardFunction, create_reward_function
+from rl4rec.rewards.metrics import (
+    REWARD_TYPES,
+    calculate_hit,
+    calculate_mixed,
+    calculate_mrr,
+    calculate_ndcg,
+    compute_ranks,
+    reward_from_ranks,
+)
+from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
+
+__all__ = [
+    "REWARD_TYPES",
+    "RLRewardFunction",
+    "calculate_hit",
+    "calculate_mixed",
+    "calculate_mrr",
+    "calculate_ndcg",
+    "compute_ranks",
+    "create_reward_function",
+    "reward_from_ranks",
+    "to_async_trl_reward",
+    "to_trl_reward",
+]

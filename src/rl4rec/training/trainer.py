@@ -1,0 +1,190 @@
+"""``TRLTrainer(args).train()``: the seed's Python entry point.
+
+Builds the pieces in pipeline order (policy -> prompts -> reward -> algorithm), then trains with
+checkpoints, logs and resume. ``args`` may be a :class:`TrainConfig`, an ``argparse.Namespace``
+or a dict with the seed's flag names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl4rec.errors import ConfigError, ServiceError
+from rl4rec.io import atomic_directory, atomic_write_text
+from rl4rec.retrieval.embedder import EmbedderConfig, resolve_device
+from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint, step_dir
+from rl4rec.training.config import TrainConfig
+from rl4rec.training.run_log import COMPLETIONS_FILE, METRICS_FILE, CompletionRecorder, JsonlLog
+from rl4rec.training.tracking import resolve_log_with
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final_checkpoint: Path
+    global_step: int
+    metrics_file: Path
+
+
+def as_config(args: Any) -> TrainConfig:
+    if isinstance(args, TrainConfig):
+        return args
+    if isinstance(args, argparse.Namespace):
+        args = vars(args)
+    if isinstance(args, dict):
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in args.items() if k in known})
+    raise ConfigError(
+        f"TRLTrainer expects a TrainConfig, argparse.Namespace or dict, got {type(args).__name__}."
+    )
+
+
+def set_seed(seed: int) -> None:
+    import torch
+    from transformers import set_seed as hf_set_seed
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    hf_set_seed(seed)
+
+
+def make_reward_function(config: TrainConfig) -> Any:
+    from rl4rec.rewards.base import create_reward_function
+
+    return create_reward_function(
+        retrieval_service_name=config.retrieval_service_name,
+        namespace=config.namespace,
+        dataset_name=config.dataset_name,
+        reward_type=config.reward_type,
+        k=config.k,
+        backend=config.retrieval,
+        mixed_weight=config.mixed_weight,
+        data_dir=config.data_dir,
+        embedder=EmbedderConfig(model_name=config.embedder),
+        address=config.ray_address,
+        retry_timeout_s=config.retry_timeout_s,
+    )
+
+
+class TRLTrainer:
+    """Train a query-writing policy with GRPO / RLOO (TRL) or PPO (rl4rec)."""
+
+    def __init__(self, args: Any) -> None:
+        self.config = as_config(args).validate()
+        self.run_dir = Path(self.config.checkpoint_dir)
+        self.metrics_log = JsonlLog(self.run_dir / METRICS_FILE)
+        self.completions_log = JsonlLog(self.run_dir / COMPLETIONS_FILE)
+
+    # -- pieces ------------------------------------------------------------------------------------
+    def resume_checkpoint(self) -> Path | None:
+        if not self.config.resume:
+            return None
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            logger.warning("--resume: no checkpoint_step_N in %s yet; starting from scratch", self.run_dir)
+        return checkpoint
+
+    def prepare_run_dir(self, resume_from: Path | None) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        clean_partial(self.run_dir)
+        for stale in self.run_dir.glob("checkpoint-*"):  # HF's own name: a save that never got published
+            if stale.is_dir():
+                import shutil
+
+                shutil.rmtree(stale, ignore_errors=True)
+        step = int(resume_from.name.rsplit("_", 1)[1]) if resume_from else 0
+        for log in (self.metrics_log, self.completions_log):
+            if resume_from is not None:
+                log.truncate_after(step)
+            elif log.path.exists():
+                log.path.unlink()
+        atomic_write_text(self.run_dir / RUN_CONFIG, self.config.to_json())
+
+    def peft_config(self) -> Any:
+        if not self.config.use_peft:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.config.lora_r,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=self.config.lora_dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+
+    # -- run ---------------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        config = self.config
+        device = resolve_device(config.device)
+        if config.use_vllm and not device.startswith("cuda"):
+            raise ConfigError("--use_vllm needs CUDA; drop it on CPU machines.")
+        config.log_with = resolve_log_with(config)
+        resume_from = self.resume_checkpoint()
+        self.prepare_run_dir(resume_from)
+        set_seed(config.seed)
+        if config.algorithm == "ppo":
+            from rl4rec.training.ppo import run_ppo
+
+            return run_ppo(self, device, resume_from)
+        return self._train_trl(device, resume_from)
+
+    def _train_trl(self, device: str, resume_from: Path | None) -> TrainResult:
+        from rl4rec.policy.loading import load_policy
+        from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
+        from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, StepTimer
+        from rl4rec.training.data import build_train_dataset
+        from rl4rec.training.trl_backend import trainer_class, trl_args
+
+        config = self.config
+        args = trl_args(config, device)  # validates the TRL-side mapping before loading anything
+        reward_fn = make_reward_function(config)  # fails fast if the service is missing
+        model, tokenizer = load_policy(config.model_name, device="cpu")
+        train_dataset = build_train_dataset(config, tokenizer)
+        recorder = CompletionRecorder(self.completions_log, config.log_completions)
+        adapter = to_async_trl_reward if config.retrieval == "ray" else to_trl_reward
+        reward = adapter(reward_fn, name=f"{config.reward_type}@{config.k}", recorder=recorder)
+        metrics_cb = MetricsFileCallback(self.metrics_log)
+        trainer = trainer_class(config.algorithm)(
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            peft_config=self.peft_config(),
+            callbacks=[metrics_cb, ProgressCallback(metrics_cb)],
+        )
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace it
+        trainer.rl4rec_config = config
+        trainer.step_timer = StepTimer()
+        if resume_from is not None:
+            logger.info("resuming from %s", resume_from)
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except ServiceError as exc:
+            trainer._save_checkpoint(trainer.model, trial=None)
+            saved = step_dir(self.run_dir, trainer.state.global_step)
+            raise ServiceError(
+                f"{exc}\nTraining stopped at step {trainer.state.global_step}; saved {saved}.\n"
+                "Restart the service (./runs/run_retrieval.sh), then rerun the same command with --resume."
+            ) from None
+        final = self.run_dir / FINAL_NAME
+        with atomic_directory(final) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            atomic_write_text(tmp / RUN_CONFIG, config.to_json())
+        logger.info("final checkpoint: %s", final)
+        return TrainResult(self.run_dir, final, trainer.state.global_step, self.metrics_log.path)

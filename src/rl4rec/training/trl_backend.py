@@ -1,0 +1,128 @@
+"""GRPO and RLOO through TRL's own trainers, with rl4rec's checkpoints, timing and logs.
+
+The subclasses change only plumbing: where checkpoints go (``checkpoint_step_N``, atomically),
+how a step's time splits into generation / reward / update, and what metrics.jsonl receives.
+The optimisation itself is TRL's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+from rl4rec.io import atomic_write_text
+from rl4rec.training.callbacks import StepTimer
+from rl4rec.training.checkpoints import RUN_CONFIG, publish, step_dir
+from rl4rec.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+class Rl4recTrainerMixin:
+    """Mixed into TRL trainers; expects ``self.rl4rec_config`` (TrainConfig) to be set after init."""
+
+    rl4rec_config: TrainConfig
+    step_timer: StepTimer
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        return self.step_timer.timed("generation", super()._generate_single_turn, *args, **kwargs)  # type: ignore[misc]
+
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+        return self.step_timer.timed("reward", super()._calculate_rewards, *args, **kwargs)  # type: ignore[misc]
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self.step_timer.timed("step", super().training_step, *args, **kwargs)  # type: ignore[misc]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training-step log (not the end-of-training summary)
+            logs.update(self.step_timer.flush())
+        super().log(logs, start_time)  # type: ignore[misc]
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # TRL/HF write output_dir/checkpoint-N (model, tokenizer, optimizer, scheduler, RNG, state);
+        # a crash there leaves only that unofficial name, which --resume ignores.
+        super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        if not self.args.should_save:  # type: ignore[attr-defined]
+            return
+        step = self.state.global_step  # type: ignore[attr-defined]
+        written = Path(self.args.output_dir) / f"checkpoint-{step}"  # type: ignore[attr-defined]
+        atomic_write_text(written / RUN_CONFIG, self.rl4rec_config.to_json())
+        publish(written, step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
+        logger.info("saved %s", step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
+
+
+class Rl4recGRPOTrainer(Rl4recTrainerMixin, GRPOTrainer):
+    pass
+
+
+class Rl4recRLOOTrainer(Rl4recTrainerMixin, RLOOTrainer):
+    pass
+
+
+def report_to(config: TrainConfig) -> list[str]:
+    """HF ``report_to`` for ``--log_with`` (the backend must already be checked as installed)."""
+    return [] if config.log_with == "none" else [config.log_with]
+
+
+def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
+    """Map the seed's flags onto TRL's config (documented in README.md, "Flag mapping")."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.batch_size % (config.mini_batch_size * world):
+        from rl4rec.errors import ConfigError
+
+        raise ConfigError(
+            f"--batch_size ({config.batch_size}) must be divisible by --mini_batch_size x processes "
+            f"({config.mini_batch_size} x {world})."
+        )
+    common: dict[str, Any] = {
+        "output_dir": config.checkpoint_dir,
+        "per_device_train_batch_size": config.mini_batch_size,
+        "gradient_accumulation_steps": config.batch_size // (config.mini_batch_size * world),
+        "num_generations": config.num_generations,
+        "max_completion_length": config.max_new_tokens,
+        "num_iterations": config.ppo_epochs,
+        "num_train_epochs": config.num_epochs,
+        "max_steps": config.max_steps,
+        "learning_rate": config.learning_rate,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "beta": config.beta,
+        "max_grad_norm": config.max_grad_norm,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": None,
+        "logging_steps": 1,
+        "report_to": report_to(config),
+        "run_name": Path(config.checkpoint_dir).name,
+        "project": config.project_name,
+        "disable_tqdm": True,  # rl4rec's own bar shows reward and ETA
+        "log_completions": False,  # rl4rec writes completions.jsonl itself
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "use_cpu": device == "cpu",
+        "bf16": device.startswith("cuda") and _bf16_ok(),
+        "use_vllm": config.use_vllm,
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization,
+        "vllm_tensor_parallel_size": config.vllm_tensor_parallel_size,
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+    }
+    if config.algorithm == "grpo":
+        return GRPOConfig(loss_type=config.loss_type, **common)
+    return RLOOConfig(**common)
+
+
+def _bf16_ok() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def trainer_class(algorithm: str) -> type:
+    return {"grpo": Rl4recGRPOTrainer, "rloo": Rl4recRLOOTrainer}[algorithm]
