@@ -80,11 +80,15 @@ def make_reward_function(config: TrainConfig) -> Any:
 class TRLTrainer:
     """Train a query-writing policy with GRPO / RLOO (TRL) or PPO (rl4rec)."""
 
-    def __init__(self, args: Any) -> None:
+    def __init__(self, args: Any, callbacks: list[Any] | None = None) -> None:
         self.config = as_config(args).validate()
+        #: Extra transformers TrainerCallbacks (e.g. early stopping, custom logging).
+        self.callbacks = list(callbacks or [])
         self.run_dir = Path(self.config.checkpoint_dir)
         self.metrics_log = JsonlLog(self.run_dir / METRICS_FILE)
         self.completions_log = JsonlLog(self.run_dir / COMPLETIONS_FILE)
+        #: The reward function (set by train() before any model loads; PPO and TRL paths share it).
+        self.reward_fn: Any = None
 
     # -- pieces ------------------------------------------------------------------------------------
     def resume_checkpoint(self) -> Path | None:
@@ -131,6 +135,9 @@ class TRLTrainer:
         if config.use_vllm and not device.startswith("cuda"):
             raise ConfigError("--use_vllm needs CUDA; drop it on CPU machines.")
         config.log_with = resolve_log_with(config)
+        # The reward comes first: a missing service or dataset fails before the run directory is touched
+        # and before minutes of model loading.
+        self.reward_fn = make_reward_function(config)
         resume_from = self.resume_checkpoint()
         self.prepare_run_dir(resume_from)
         set_seed(config.seed)
@@ -149,7 +156,7 @@ class TRLTrainer:
 
         config = self.config
         args = trl_args(config, device)  # validates the TRL-side mapping before loading anything
-        reward_fn = make_reward_function(config)  # fails fast if the service is missing
+        reward_fn = self.reward_fn
         model, tokenizer = load_policy(config.model_name, device="cpu")
         train_dataset = build_train_dataset(config, tokenizer)
         recorder = CompletionRecorder(self.completions_log, config.log_completions)
@@ -163,7 +170,7 @@ class TRLTrainer:
             train_dataset=train_dataset,
             processing_class=tokenizer,
             peft_config=self.peft_config(),
-            callbacks=[metrics_cb, ProgressCallback(metrics_cb)],
+            callbacks=[metrics_cb, ProgressCallback(metrics_cb), *self.callbacks],
         )
         from transformers.trainer_callback import PrinterCallback
 

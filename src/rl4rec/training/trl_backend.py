@@ -103,7 +103,7 @@ def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
         "project": config.project_name,
         "disable_tqdm": True,  # rl4rec's own bar shows reward and ETA
         "log_completions": False,  # rl4rec writes completions.jsonl itself
-        "gradient_checkpointing": config.gradient_checkpointing,
+        "activation_checkpointing": config.gradient_checkpointing,  # TRL's gradient_checkpointing alias is deprecated
         "use_cpu": device == "cpu",
         "bf16": device.startswith("cuda") and _bf16_ok(),
         "use_vllm": config.use_vllm,
