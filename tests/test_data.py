@@ -234,7 +234,7 @@ def test_missing_dataset_folder(tmp_path):
 def test_missing_metadata_file(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "sequential_data.txt").write_text("1 1 2\n")
-    with pytest.raises(DataError, match="item_metadata.json: item metadata file not found"):
+    with pytest.raises(DataError, match=r"item_metadata\.json: item metadata file not found"):
         load_dataset("x", tmp_path)
 
 
