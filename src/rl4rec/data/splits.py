@@ -9,6 +9,7 @@ ever sees a validation or test item.
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,3 +80,18 @@ def training_interactions(sequences: Mapping[int, Sequence[int]]) -> Counter[int
     for items in sequences.values():
         counts.update(items[: max(len(items) - 2, 0)])
     return counts
+
+
+def sample_users(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+    """Keep the examples of a seeded random sample of ``n`` users (all users if ``n`` is None).
+
+    Sampling sorted user ids with one seed gives every method the same users, so evaluations can be
+    compared pairwise.
+    """
+    if n is None:
+        return examples
+    users = sorted({e.user_id for e in examples})
+    if n >= len(users):
+        return examples
+    chosen = set(random.Random(seed).sample(users, n))
+    return [e for e in examples if e.user_id in chosen]

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from pathlib import Path
 from typing import Any
 
 from rl4rec.data.dataset import RecDataset, load_dataset
 from rl4rec.data.prompts import PromptBuilder, PromptConfig
-from rl4rec.data.splits import Example, leave_one_out
+from rl4rec.data.splits import Example, leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.training.config import TrainConfig
 
@@ -44,17 +43,6 @@ def read_preference_file(path: str | Path) -> dict[int, str]:
             raise DataError(f"{path}: the preference text of user {key} is empty or not a string.")
         out[user] = value
     return out
-
-
-def sample_users(examples: list[Example], n: int | None, seed: int) -> list[Example]:
-    """Keep the examples of a seeded random sample of ``n`` users (all users if ``n`` is None)."""
-    if n is None:
-        return examples
-    users = sorted({e.user_id for e in examples})
-    if n >= len(users):
-        return examples
-    chosen = set(random.Random(seed).sample(users, n))
-    return [e for e in examples if e.user_id in chosen]
 
 
 def build_rows(

@@ -1,0 +1,158 @@
+"""What is evaluated: the no-LLM baselines and the LLM query writers, behind one interface.
+
+Every method turns a chunk of examples into 1-based ranks of their targets over the full catalogue,
+history masked, ties pessimistic (:func:`rl4rec.rewards.metrics.compute_ranks`). Text methods
+(``last-item``, ``zero-shot``, ``policy``) go through the same :class:`RetrievalService` ranking as
+the training reward, so an evaluation number and a training reward mean the same thing.
+
+Baselines, and why each is here:
+- ``random``: the floor (expected NDCG@10 ~ 0 on thousands of items).
+- ``popularity``: item counts over training interactions only (each user's items before the
+  validation target), the classic non-personalised baseline.
+- ``last-item``: the last history item's text as the query. An LLM query writer is only worth its
+  cost if it beats this.
+- ``history-mean``: the mean item embedding of the last n history items, a query that needs no text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl4rec.data.dataset import RecDataset
+from rl4rec.data.splits import Example, training_interactions
+from rl4rec.evaluation.config import EvalConfig
+from rl4rec.rewards.metrics import compute_ranks
+
+logger = logging.getLogger(__name__)
+
+Ranked = tuple[list[int], list[str | None]]
+
+
+def _histories(examples: Sequence[Example]) -> list[list[int]]:
+    return [list(e.history) for e in examples]
+
+
+class Method:
+    """Ranks a chunk of examples; ``queries`` are the texts used (None for score-only methods)."""
+
+    name = "method"
+
+    def rank(self, examples: Sequence[Example]) -> Ranked:
+        raise NotImplementedError
+
+
+class ScoreMethod(Method):
+    def __init__(self, n_items: int) -> None:
+        self.n_items = n_items
+
+    def scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rank(self, examples: Sequence[Example]) -> Ranked:
+        scores = self.scores(examples)
+        targets = torch.tensor([e.target for e in examples], dtype=torch.long)
+        ranks = compute_ranks(scores, targets, _histories(examples))
+        return [int(r) for r in ranks.tolist()], [None] * len(examples)
+
+
+class RandomScores(ScoreMethod):
+    """Uniform scores from a generator seeded by (seed, user): the same per user on every run and resume."""
+
+    name = "random"
+
+    def __init__(self, n_items: int, seed: int) -> None:
+        super().__init__(n_items)
+        self.seed = seed
+
+    def scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        rows = [np.random.default_rng([self.seed, e.user_id]).random(self.n_items) for e in examples]
+        return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+
+class PopularityScores(ScoreMethod):
+    name = "popularity"
+
+    def __init__(self, dataset: RecDataset) -> None:
+        super().__init__(dataset.n_items)
+        counts = training_interactions(dataset.sequences)
+        self.counts = torch.zeros(self.n_items, dtype=torch.float32)
+        for item, count in counts.items():
+            self.counts[item - 1] = float(count)
+
+    def scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        return self.counts.unsqueeze(0).expand(len(examples), -1)
+
+
+class HistoryMeanScores(ScoreMethod):
+    name = "history-mean"
+
+    def __init__(self, item_embeddings: torch.Tensor, history_n: int) -> None:
+        super().__init__(int(item_embeddings.shape[0]))
+        self.items = item_embeddings.float().cpu()
+        self.history_n = history_n
+
+    def scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        queries = torch.stack(
+            [self.items[torch.tensor(e.history[-self.history_n :]) - 1].mean(dim=0) for e in examples]
+        )
+        return queries @ self.items.T
+
+
+class TextMethod(Method):
+    """Writes one query text per example and ranks it with the retrieval service."""
+
+    def __init__(self, service: Any, dataset_name: str) -> None:
+        self.service = service
+        self.dataset_name = dataset_name
+
+    def queries(self, examples: Sequence[Example]) -> list[str]:
+        raise NotImplementedError
+
+    def rank(self, examples: Sequence[Example]) -> Ranked:
+        texts = self.queries(examples)
+        ranks = self.service.rank(
+            texts, self.dataset_name, [e.target for e in examples], _histories(examples)
+        )
+        return [int(r) for r in ranks], list(texts)
+
+
+class LastItemQuery(TextMethod):
+    name = "last-item"
+
+    def __init__(self, service: Any, dataset: RecDataset) -> None:
+        super().__init__(service, dataset.name)
+        self.dataset = dataset
+
+    def queries(self, examples: Sequence[Example]) -> list[str]:
+        return [self.dataset.item_text(e.history[-1]) for e in examples]
+
+
+class GeneratedQuery(TextMethod):
+    """An LLM writes the query from the same prompt the policy is trained on (greedy by default)."""
+
+    def __init__(self, service: Any, dataset_name: str, builder: Any, generator: Any, name: str) -> None:
+        super().__init__(service, dataset_name)
+        self.builder, self.generator, self.name = builder, generator, name
+
+    def queries(self, examples: Sequence[Example]) -> list[str]:
+        return self.generator.generate([self.builder.build(e.history) for e in examples])
+
+
+def make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Method:
+    """The method ``config.method`` names (LLM methods load their policy here)."""
+    if config.method == "random":
+        return RandomScores(dataset.n_items, config.seed)
+    if config.method == "popularity":
+        return PopularityScores(dataset)
+    if config.method == "history-mean":
+        return HistoryMeanScores(service.item_embeddings(dataset.name), config.history_n)
+    if config.method == "last-item":
+        return LastItemQuery(service, dataset)
+    from rl4rec.evaluation.policy_queries import build_generated_query
+
+    return build_generated_query(config, dataset, service)

@@ -1,0 +1,82 @@
+"""LLM methods (``zero-shot``, ``policy``): load the policy, rebuild its training prompts, generate.
+
+A trained policy is evaluated with the prompt settings it was trained with (read from the
+checkpoint's ``run_config.json``), so a change in prompt budget or order cannot masquerade as a
+training effect. Flags given on the command line still win and are recorded in the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rl4rec.data.dataset import RecDataset
+from rl4rec.data.prompts import PromptBuilder, PromptConfig
+from rl4rec.errors import DataError
+from rl4rec.evaluation.config import DEFAULT_POLICY, EvalConfig
+from rl4rec.evaluation.methods import GeneratedQuery
+
+logger = logging.getLogger(__name__)
+
+#: Prompt defaults for models without a run config (the demo's and RESULTS.md's training settings).
+PROMPT_DEFAULTS = {"max_length": 256, "max_history_items": 10, "prompt_order": "oldest_first"}
+RUN_CONFIG = "run_config.json"
+
+
+def checkpoint_run_config(model: str) -> dict[str, Any]:
+    """The training run config saved beside a checkpoint, or ``{}`` for a plain model."""
+    path = Path(model) / RUN_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); the checkpoint is damaged."
+        ) from None
+
+
+def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
+    """Resolved prompt settings: command line, else the checkpoint's training config, else defaults."""
+    trained = checkpoint_run_config(model)
+    out = {}
+    for key, default in PROMPT_DEFAULTS.items():
+        given = getattr(config, key)
+        out[key] = given if given is not None else trained.get(key, default)
+    return out
+
+
+def build_generated_query(config: EvalConfig, dataset: RecDataset, service: Any) -> GeneratedQuery:
+    from rl4rec.policy.generation import GenerationSettings, make_generator
+    from rl4rec.policy.loading import load_policy, resolve_model_path
+    from rl4rec.retrieval.embedder import resolve_device
+
+    model_name = config.model or DEFAULT_POLICY
+    settings = prompt_settings(config, model_name)
+    config.extra["prompt"] = settings
+    device = resolve_device(config.device)
+    model, tokenizer = load_policy(model_name, device=device)
+    builder = PromptBuilder(
+        dataset,
+        tokenizer,
+        PromptConfig(
+            max_items=settings["max_history_items"],
+            order=settings["prompt_order"],
+            max_length=settings["max_length"],
+        ),
+    )
+    generation = GenerationSettings(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        backend=config.backend,
+    )
+    generator = make_generator(model, tokenizer, generation, model_path=resolve_model_path(model_name))
+    logger.info(
+        "evaluate: %s with %s on %s (%s)", config.method, model_name, device, type(generator).__name__
+    )
+    return GeneratedQuery(service, dataset.name, builder, generator, config.method)

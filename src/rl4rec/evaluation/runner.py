@@ -1,0 +1,203 @@
+"""``rl4rec evaluate``: rank every sampled user's held-out item and summarise with intervals.
+
+A run directory holds ``eval_config.json`` (the protocol), ``ranks.jsonl`` (one line per user:
+target, rank, query text) and ``results.json``. Ranks are appended chunk by chunk and fsynced, so an
+interrupted evaluation resumes where it stopped; settings that would change the numbers must match
+the stored protocol, or the run refuses to mix them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from rl4rec.data.dataset import load_dataset
+from rl4rec.data.splits import Example, leave_one_out, sample_users
+from rl4rec.errors import ConfigError, DataError
+from rl4rec.evaluation.config import EvalConfig
+from rl4rec.evaluation.statistics import metric_table
+from rl4rec.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "eval_config.json"
+RANKS_FILE = "ranks.jsonl"
+RESULTS_FILE = "results.json"
+TIES = "pessimistic: items scoring equal to the target rank above it"
+#: Examples per chunk for score-only baselines (bounds the [chunk, n_items] score matrix).
+SCORE_CHUNK = 256
+
+
+def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
+    """The settings that change the ranks; a resumed run must match them exactly."""
+    ident: dict[str, Any] = {
+        "dataset": config.dataset,
+        "split": config.split,
+        "method": config.method,
+        "seed": config.seed,
+        "num_users": config.users_to_evaluate(),
+        "embedder": embedder_id,
+    }
+    if config.method == "history-mean":
+        ident["history_n"] = config.history_n
+    if config.is_llm:
+        from rl4rec.evaluation.policy_queries import DEFAULT_POLICY, prompt_settings
+
+        model = config.model or DEFAULT_POLICY
+        ident.update(
+            model=str(Path(model).resolve()) if Path(model).exists() else model,
+            prompt=prompt_settings(config, model),
+            generation={
+                "max_new_tokens": config.max_new_tokens,
+                "temperature": config.temperature,
+                "top_p": config.top_p if config.temperature > 0 else 1.0,
+                "decoding": "greedy" if config.temperature == 0 else "sampling",
+            },
+        )
+    return ident
+
+
+def read_ranks(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """Per-user records of a run directory (a torn last line from a crash is ignored)."""
+    path = Path(run_dir) / RANKS_FILE
+    out: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return out
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):
+                logger.warning("%s: ignoring a torn last line (interrupted write)", path)
+                continue
+            raise DataError(
+                f"{path}:{i}: not valid JSON; delete the run directory or pass --overwrite."
+            ) from None
+        out[int(record["user_id"])] = record
+    return out
+
+
+def _prepare_run_dir(run_dir: Path, ident: dict[str, Any], config: EvalConfig) -> dict[int, dict[str, Any]]:
+    stored_path = run_dir / CONFIG_FILE
+    if config.overwrite:
+        for name in (CONFIG_FILE, RANKS_FILE, RESULTS_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    elif stored_path.is_file():
+        stored = json.loads(stored_path.read_text(encoding="utf-8")).get("identity", {})
+        diffs = [f"{k}: {stored.get(k)!r} vs {v!r}" for k, v in ident.items() if stored.get(k) != v]
+        if diffs:
+            raise ConfigError(
+                f"{run_dir} holds an evaluation with other settings ({'; '.join(diffs)}). "
+                "Pass --overwrite to replace it, or choose another --run_dir."
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stored_path, {"identity": ident, "config": config.to_dict()})
+    return read_ranks(run_dir)
+
+
+def _append(path: Path, records: list[dict[str, Any]]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _service(config: EvalConfig) -> Any:
+    from rl4rec.retrieval.embedder import EmbedderConfig
+    from rl4rec.rewards.base import local_service
+
+    return local_service(config.dataset, config.data_dir, EmbedderConfig(model_name=config.embedder))
+
+
+def run_evaluation(config: EvalConfig) -> dict[str, Any]:
+    config.validate()
+    started = time.monotonic()
+    dataset = load_dataset(config.dataset, config.data_dir)
+    split = leave_one_out(dataset.sequences, config.split)
+    examples = sample_users(split.examples, config.users_to_evaluate(), config.seed)
+    if not examples:
+        raise DataError(f"{config.dataset}: no user has enough items for the {config.split} split.")
+    needs_service = config.method not in ("random", "popularity")
+    service = _service(config) if needs_service else None
+    embedder_id = None
+    if service is not None:  # a readable name for tables; the item-index cache key holds the exact weights
+        name = "all-MiniLM-L6-v2" if config.embedder == "default" else config.embedder
+        embedder_id = f"{name} (dim {service.embedder.dim}, cosine)"
+    run_dir = config.resolved_run_dir()
+    done = _prepare_run_dir(run_dir, identity(config, embedder_id), config)
+    todo = [e for e in examples if e.user_id not in done]
+    if done:
+        logger.info("evaluate: resuming %s, %d of %d users already ranked", run_dir, len(done), len(examples))
+    if todo:
+        from rl4rec.evaluation.methods import make_method
+
+        method = make_method(config, dataset, service)
+        chunk = config.batch_size if config.is_llm else SCORE_CHUNK
+        with tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"evaluate {config.method}",
+                  unit="user", dynamic_ncols=True) as bar:  # fmt: skip
+            for start in range(0, len(todo), chunk):
+                part: list[Example] = todo[start : start + chunk]
+                ranks, queries = method.rank(part)
+                records = []
+                for ex, rank, query in zip(part, ranks, queries, strict=True):
+                    record: dict[str, Any] = {"user_id": ex.user_id, "target": ex.target, "rank": rank}
+                    if query is not None:
+                        record["query"] = query
+                        record["target_text"] = dataset.item_text(ex.target)
+                    records.append(record)
+                    done[ex.user_id] = record
+                _append(run_dir / RANKS_FILE, records)
+                bar.update(len(part))
+    ranks = [int(done[e.user_id]["rank"]) for e in examples]
+    seconds = time.monotonic() - started
+    result = {
+        "dataset": config.dataset,
+        "split": config.split,
+        "method": config.method,
+        "model": config.model,
+        "num_users": len(examples),
+        "protocol": {
+            **identity(config, embedder_id),
+            "eligible_users": len(split.examples),
+            "skipped_users": split.skipped_users,
+            "n_items": dataset.n_items,
+            "ranking": "full catalogue",
+            "history_masked": True,
+            "ties": TIES,
+            "bootstrap": {
+                "samples": config.bootstrap_samples,
+                "seed": config.seed,
+                "interval": "95% percentile",
+            },
+        },
+        "metrics": metric_table(ranks, config.ks, config.bootstrap_samples, config.seed),
+        "median_rank": float(sorted(ranks)[len(ranks) // 2]),
+        "run": {
+            "seconds": round(seconds, 2),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "run_dir": str(run_dir),
+        },
+    }
+    atomic_write_json(run_dir / RESULTS_FILE, result)
+    if config.output:
+        atomic_write_json(config.output, result)
+    return result
+
+
+def load_result(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise DataError(f"{path} not found: {run_dir} is not a finished evaluation (run `rl4rec evaluate`).")
+    return json.loads(path.read_text(encoding="utf-8"))
