@@ -76,7 +76,7 @@ def demo_main(argv: list[str]) -> int:
     first = [m["reward"] for m in metrics[:10] if m.get("reward") is not None]
     last = [m["reward"] for m in metrics[-10:] if m.get("reward") is not None]
     minutes = (time.monotonic() - started) / 60
-    print("\n=== rl4rec demo finished in %.1f min ===" % minutes)
+    print(f"\n=== rl4rec demo finished in {minutes:.1f} min ===")
     if first and last:
         print(f"training reward (NDCG@1000), mean of first 10 steps {sum(first) / len(first):.4f} -> "
               f"last 10 steps {sum(last) / len(last):.4f}")  # fmt: skip

@@ -81,8 +81,12 @@ class TrainConfig:
     cliprange_value: float = _f(0.2, "PPO value clip range.")
     vf_coef: float = _f(0.1, "PPO value loss coefficient.")
     kl_coef: float = _f(0.05, "PPO initial KL penalty coefficient (per-token reward -kl_coef * KL).")
-    kl_target: float | None = _f(None, "PPO adaptive KL target (None = fixed kl_coef).")
-    kl_horizon: int = _f(10000, "PPO adaptive KL horizon.")
+    kl_target: float | None = _f(
+        None,
+        "PPO adaptive KL: target KL per sequence (nats); kl_coef moves towards it (Ziegler et al.). "
+        "Unset = fixed kl_coef.",
+    )
+    kl_horizon: int = _f(10000, "PPO adaptive KL horizon (sequences over which kl_coef adapts).")
     value_model: str = _f(
         "head", "PPO value function: 'head' (scalar head on the policy) or 'separate' (own model)."
     )
@@ -203,6 +207,19 @@ class TrainConfig:
         need(
             self.cliprange > 0 and self.cliprange_value > 0, "--cliprange and --cliprange_value must be > 0."
         )
+        need(self.vf_coef >= 0, f"--vf_coef must be >= 0, got {self.vf_coef}.")
+        need(self.kl_coef >= 0, f"--kl_coef must be >= 0, got {self.kl_coef}.")
+        need(
+            self.kl_target is None or self.kl_target > 0,
+            f"--kl_target must be > 0 (or unset for a fixed --kl_coef), got {self.kl_target}.",
+        )
+        need(self.kl_horizon >= 1, f"--kl_horizon must be >= 1, got {self.kl_horizon}.")
+        need(
+            self.max_grad_norm >= 0,
+            f"--max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}.",
+        )
+        if self.use_peft:
+            need(self.lora_r >= 1, f"--lora_r must be >= 1, got {self.lora_r}.")
         need(self.log_completions >= 0, "--log_completions must be >= 0.")
         if self.prompt_file is not None:
             need(Path(self.prompt_file).is_file(), f"--prompt_file {self.prompt_file}: file not found.")

@@ -1,0 +1,56 @@
+"""PPO flags: defaults, parsing, and fail-fast validation (no models load)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rl4rec.errors import ConfigError
+from rl4rec.training.config import TrainConfig, parse_train_args
+
+
+def test_ppo_flags_parse_with_their_defaults_and_overrides():
+    default = parse_train_args(["--algorithm", "ppo"])
+    assert (default.value_model, default.kl_target, default.whiten_advantages) == ("head", None, True)
+    assert (default.gamma, default.lam, default.cliprange, default.cliprange_value) == (1.0, 0.95, 0.2, 0.2)
+    config = parse_train_args(
+        ["--algorithm", "ppo", "--value_model", "separate", "--kl_target", "6", "--kl_coef", "0.2", "--gamma",
+         "0.99", "--lam", "0.9", "--cliprange", "0.1", "--cliprange_value", "0.3", "--vf_coef", "0.5",
+         "--max_grad_norm", "0.5", "--batch_size", "6", "--mini_batch_size", "3", "--num_generations", "4"]
+    )  # fmt: skip
+    assert (config.value_model, config.kl_target, config.kl_coef) == ("separate", 6.0, 0.2)
+    assert (config.gamma, config.lam, config.cliprange, config.cliprange_value) == (0.99, 0.9, 0.1, 0.3)
+    assert (config.vf_coef, config.max_grad_norm) == (0.5, 0.5)
+    # num_generations is a GRPO/RLOO group size: PPO samples one completion per prompt and ignores it.
+    assert config.batch_size == 6
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch_size", "8", "--mini_batch_size", "3"], "divisible by --mini_batch_size"),
+        (["--value_model", "critic"], "--value_model must be head or separate"),
+        (["--gamma", "1.5"], "--gamma and --lam must be in"),
+        (["--lam", "-0.1"], "--gamma and --lam must be in"),
+        (["--cliprange", "0"], "--cliprange and --cliprange_value must be > 0"),
+        (["--cliprange_value", "-1"], "--cliprange and --cliprange_value must be > 0"),
+        (["--vf_coef", "-0.1"], "--vf_coef must be >= 0"),
+        (["--kl_coef", "-1"], "--kl_coef must be >= 0"),
+        (["--kl_target", "0"], "--kl_target must be > 0"),
+        (["--kl_horizon", "0"], "--kl_horizon must be >= 1"),
+        (["--max_grad_norm", "-1"], "--max_grad_norm must be >= 0"),
+        (["--ppo_epochs", "0"], "--ppo_epochs must be >= 1"),
+        (["--use_peft", "--lora_r", "0"], "--lora_r must be >= 1"),
+    ],
+)
+def test_bad_ppo_values_fail_fast(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_train_args(["--algorithm", "ppo", *flags])
+
+
+def test_validate_runs_on_programmatic_configs_too():
+    with pytest.raises(ConfigError, match="--kl_target must be > 0"):
+        TrainConfig(algorithm="ppo", kl_target=-2.0).validate()
+    assert (
+        TrainConfig(algorithm="ppo", batch_size=4, mini_batch_size=2).validate().gradient_accumulation_steps
+        == 2
+    )

@@ -1,0 +1,67 @@
+"""The PPO value function on a tiny random Llama (fast, no files): both modes, and its checkpoint tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from rl4rec.training.ppo.value import PolicyAndValue
+
+
+def tiny_llama() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=20, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
+    )  # fmt: skip
+    return LlamaForCausalLM(config)
+
+
+def inputs(batch: int = 2, length: int = 7):
+    ids = torch.randint(3, 20, (batch, length))
+    mask = torch.ones_like(ids)
+    return ids, mask, (mask.cumsum(-1) - 1)
+
+
+@pytest.mark.parametrize("mode", ["head", "separate"])
+def test_values_start_at_zero_and_align_with_the_policy_logits(mode):
+    policy = tiny_llama()
+    model = PolicyAndValue(policy, mode)
+    ids, mask, positions = inputs()
+    logits, values = model(ids, mask, positions, n_last=3)
+    assert logits.shape == (2, 3, 20) and values.shape == (2, 3)
+    assert torch.equal(values, torch.zeros(2, 3))  # zero-initialised head: a neutral first baseline
+    # Position i predicts completion token i: the logits of positions -4..-2 of the full forward pass.
+    full = policy(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    torch.testing.assert_close(logits, full[:, -4:-1])
+    only_logits, none = model(ids, mask, positions, n_last=3, with_values=False)
+    assert none is None and torch.equal(only_logits, logits)
+
+
+def test_separate_value_model_does_not_share_the_policy_backbone():
+    model = PolicyAndValue(tiny_llama(), "separate")
+    with torch.no_grad():
+        model.value_head.summary.weight.fill_(0.1)  # non-zero, so gradients reach the value backbone
+    _, values = model(*inputs(), n_last=3)
+    values.sum().backward()
+    assert all(p.grad is None for p in model.policy.parameters())  # value regression leaves the policy alone
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.value_backbone.parameters())
+
+
+def test_value_state_dict_round_trip_and_mode_mismatch():
+    head = PolicyAndValue(tiny_llama(), "head")
+    with torch.no_grad():
+        head.value_head.summary.weight.fill_(0.5)
+    state = head.value_state_dict()
+    assert set(state) == {"value_head.summary.weight", "value_head.summary.bias"}
+    restored = PolicyAndValue(tiny_llama(), "head")
+    restored.load_value_state_dict(state)
+    assert torch.equal(restored.value_head.summary.weight, head.value_head.summary.weight)
+    separate = PolicyAndValue(tiny_llama(), "separate")
+    full_state = separate.value_state_dict()
+    assert any(k.startswith("value_backbone.") for k in full_state)
+    with pytest.raises(ValueError, match="only a value head"):
+        separate.load_value_state_dict(state)
+    with pytest.raises(ValueError, match="separate value model"):
+        restored.load_value_state_dict(full_state)
