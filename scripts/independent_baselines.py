@@ -74,9 +74,12 @@ def main() -> None:
     dataset = load_dataset(args.dataset, args.data_dir)
     model = SentenceTransformer(resolve_embedder_path("default"), device="cpu")
     model.max_seq_length = 256
-    items = model.encode(dataset.item_texts, batch_size=128, normalize_embeddings=True, show_progress_bar=True)
-    queries = model.encode([dataset.item_text(h[-1]) for h in histories], batch_size=128,
-                           normalize_embeddings=True, show_progress_bar=True)  # fmt: skip
+    items = model.encode(
+        dataset.item_texts, batch_size=128, normalize_embeddings=True, show_progress_bar=True
+    )
+    # MiniLM uses no query/document prefixes, so the query made of an item's text is that item's vector:
+    # encode each distinct text once (the evaluation encodes one query per user).
+    queries = items[[h[-1] - 1 for h in histories]]
     ranks = np.concatenate([
         pessimistic_ranks(queries[i : i + 512] @ items.T, targets[i : i + 512], histories[i : i + 512])
         for i in range(0, len(test), 512)

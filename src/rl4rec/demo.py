@@ -40,7 +40,9 @@ def demo_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="rl4rec demo", description=__doc__)
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--data_dir", default="data")
-    parser.add_argument("--max_steps", type=int, default=30, help="GRPO steps (about 15-25 s each on 2 cores)")
+    parser.add_argument(
+        "--max_steps", type=int, default=30, help="GRPO steps (about 15-25 s each on 2 cores)"
+    )
     parser.add_argument("--eval_users", type=int, default=100, help="test users for the LLM methods")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -59,7 +61,16 @@ def demo_main(argv: list[str]) -> int:
           "--seed", str(args.seed)])  # fmt: skip
 
     evals = out / "eval"
-    common = ["--dataset", "ml-100k", "--data_dir", args.data_dir, "--split", "test", "--seed", str(args.seed)]
+    common = [
+        "--dataset",
+        "ml-100k",
+        "--data_dir",
+        args.data_dir,
+        "--split",
+        "test",
+        "--seed",
+        str(args.seed),
+    ]
     for method in BASELINES:
         _run(["evaluate", *common, "--method", method, "--run_dir", str(evals / method),
               "--output", str(evals / f"{method}.json")])  # fmt: skip
@@ -68,7 +79,15 @@ def demo_main(argv: list[str]) -> int:
           "--output", str(evals / "zero-shot.json")])  # fmt: skip
     _run(["evaluate", *common, *llm, "--method", "policy", "--model", str(run_dir / "checkpoint_final"),
           "--run_dir", str(evals / "grpo"), "--output", str(evals / "grpo.json")])  # fmt: skip
-    _run(["compare", str(evals / "zero-shot"), str(evals / "grpo"), "--output", str(evals / "grpo_vs_zero-shot.json")])
+    _run(
+        [
+            "compare",
+            str(evals / "zero-shot"),
+            str(evals / "grpo"),
+            "--output",
+            str(evals / "grpo_vs_zero-shot.json"),
+        ]
+    )
     _run(["report", str(run_dir), *(str(evals / m) for m in (*BASELINES, "zero-shot", "grpo")),
           "--output_dir", str(out / "report")])  # fmt: skip
 

@@ -20,7 +20,9 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--data_dir", "--data-dir", default="data")
     parser.add_argument("--embedder", default="default", help="sentence-transformers model name or path")
     parser.add_argument("--embedder_device", default="auto", help="cpu | cuda | auto")
-    parser.add_argument("--embedder_batch_size", type=int, default=128)
+    parser.add_argument(
+        "--embedder_batch_size", type=int, default=None, help="default: 16 on CPU, 128 on a GPU"
+    )
     parser.add_argument("--query_prefix", default="")
     parser.add_argument("--document_prefix", default="")
     parser.add_argument("--name", default=SERVICE_NAME)

@@ -4,16 +4,24 @@
 (token authentication on, node address 127.0.0.1 unless ``--address`` / ``--node_ip_address`` say
 otherwise), start the actor, wait until it answers, and return. Any process can then reach it by
 name: :func:`get_service` (used by ``create_reward_function(backend="ray")``).
+
+Loopback: Ray turns ``--node-ip-address=127.0.0.1`` into the machine's outward address and then
+listens on every interface. With ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray's single-machine mode)
+the node address stays 127.0.0.1 and the GCS, raylet and agents bind to loopback only; a head we start
+on a loopback address gets that variable, and :func:`connect` sets the same mode in a client whose
+target cluster is on loopback (otherwise the client would look for it on the outward address).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +44,45 @@ def _ray():
     return ray
 
 
+#: Ray's switch for its single-machine mode (node address = loopback); see the module docstring.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def _auth_env() -> dict[str, str]:
     """Environment that keeps Ray's token authentication on (Ray reads the token from ~/.ray/auth_token)."""
     env = dict(os.environ)
     env.setdefault("RAY_AUTH_MODE", "token")
     return env
+
+
+def is_loopback(address: str | None) -> bool:
+    """True for 127.0.0.1, localhost or ::1, with or without a port."""
+    if not address:
+        return False
+    host = address
+    if host.startswith("["):  # [::1]:6379
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host in _LOOPBACK_HOSTS
+
+
+def _use_loopback_if_needed(address: str | None) -> None:
+    """Put this process in Ray's single-machine mode when the cluster it joins lives on 127.0.0.1.
+
+    Ray resolves a loopback bootstrap address to the machine's outward address unless that mode is on;
+    the flag is read from ``ray_constants`` at call time, so setting it after ``import ray`` works.
+    """
+    try:
+        from ray._private import ray_constants, services
+
+        resolved = services.get_ray_address_from_environment(address or "auto", None)
+    except Exception:  # no cluster found: ray.init reports it below
+        return
+    if resolved and resolved != "auto" and is_loopback(resolved):
+        os.environ[LOOPBACK_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def ensure_auth_token() -> None:
@@ -59,11 +101,31 @@ def _ray_cli() -> str:
     return str(local) if local.exists() else (shutil.which("ray") or "ray")
 
 
+def _token_auth_for_explicit_address(address: str | None) -> None:
+    """Send our token to a cluster given by explicit address, as Ray itself does for ``auto``.
+
+    Ray turns token auth on in a client only when it discovers a local cluster itself; with an
+    explicit ``host:port`` the client would connect without the token and be refused. Ray's own helper
+    enables it properly (setting ``RAY_AUTH_MODE`` by hand after ``import ray`` does not take effect).
+    """
+    if address in (None, "auto"):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token auth
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def connect(address: str | None = "auto", namespace: str = NAMESPACE) -> None:
     """Connect this process to a running Ray cluster (no-op if already connected)."""
     ray = _ray()
     if ray.is_initialized():
         return
+    _use_loopback_if_needed(address)
+    _token_auth_for_explicit_address(address)
     try:
         # Clients need no RAY_AUTH_MODE: Ray detects the cluster's token auth and reads ~/.ray/auth_token.
         ray.init(
@@ -84,8 +146,19 @@ def get_service(name: str = SERVICE_NAME, namespace: str = NAMESPACE, address: s
         raise ServiceNotFoundError(NOT_FOUND_MESSAGE) from None
 
 
-def start_head(port: int = 6379, node_ip_address: str = "127.0.0.1", num_cpus: int | None = None) -> str:
-    """Start a Ray head on this machine with token authentication; returns the address to connect with."""
+def start_head(
+    port: int = 6379,
+    node_ip_address: str = "127.0.0.1",
+    num_cpus: int | None = None,
+    temp_dir: str | None = None,
+) -> str:
+    """Start a Ray head on this machine with token authentication; returns the address to connect with.
+
+    On the default loopback address every Ray server of the head listens on 127.0.0.1 only; pass the
+    machine's address as ``node_ip_address`` for a head that other machines can join. ``temp_dir`` gives
+    the head its own session folder (tests, benchmarks); :func:`stop_head` then stops exactly that head,
+    and the returned address is explicit (``host:port``) since ``auto`` only finds the default folder.
+    """
     ensure_auth_token()
     cmd = [
         _ray_cli(), "start", "--head", f"--port={port}", f"--node-ip-address={node_ip_address}",
@@ -93,11 +166,67 @@ def start_head(port: int = 6379, node_ip_address: str = "127.0.0.1", num_cpus: i
     ]  # fmt: skip
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_auth_env())
+    if temp_dir is not None:
+        cmd.append(f"--temp-dir={temp_dir}")
+    env = _auth_env()
+    if is_loopback(node_ip_address):
+        env[LOOPBACK_ENV] = "0"
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise ServiceError(f"`{' '.join(cmd)}` failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    if temp_dir is not None:
+        return f"{node_ip_address}:{port}"
     # Connect through Ray's own discovery ("auto"): the head may advertise another interface address.
     return "auto"
+
+
+def stop_head(temp_dir: str, timeout_s: float = 10.0) -> int:
+    """Kill the Ray head started with ``start_head(temp_dir=...)`` and its workers, nothing else.
+
+    ``ray stop`` would stop every Ray process of this user on the machine (other people's clusters
+    included); here only processes whose command line names ``temp_dir``, and their children (agents
+    and workers rename themselves, so they are found as children), are killed. Returns their number.
+    """
+    import psutil
+
+    found: dict[int, Any] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if proc.pid != os.getpid() and any(temp_dir in part for part in proc.info["cmdline"] or []):
+                found[proc.pid] = proc
+                found.update({c.pid: c for c in proc.children(recursive=True)})
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for proc in found.values():
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.kill()
+    psutil.wait_procs(list(found.values()), timeout=timeout_s)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    return len(found)
+
+
+@contextlib.contextmanager
+def local_head(num_cpus: int | None = None, port: int | None = None) -> Iterator[str]:
+    """A throwaway Ray head of our own (own session folder and port, loopback, token auth).
+
+    Yields its address; on exit disconnects this process and stops exactly that head, never another
+    cluster on the machine. For tests and benchmarks that must not touch a shared ``RetrievalService``.
+    """
+    import socket
+    import tempfile
+
+    if port is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    temp_dir = tempfile.mkdtemp(prefix="rl4rec-ray-", dir="/tmp")  # Ray's socket paths must stay short
+    try:
+        yield start_head(port, num_cpus=num_cpus, temp_dir=temp_dir)
+    finally:
+        ray = _ray()
+        if ray.is_initialized():
+            ray.shutdown()
+        stop_head(temp_dir)
 
 
 def cluster_running(address: str | None = "auto") -> bool:
@@ -124,8 +253,13 @@ def start_service(
     max_restarts: int = -1,
     timeout_s: float = 600,
     replace: bool = False,
+    batch_requests: bool = True,
 ) -> Any:
-    """Start (or reuse) the detached named actor and wait until it answers ``ping``."""
+    """Start (or reuse) the detached named actor and wait until it answers ``ping``.
+
+    ``max_concurrency`` calls run at once in the actor's threads; with ``batch_requests`` their texts
+    are merged into shared embedder batches (see :class:`~rl4rec.retrieval.service.EncodeBatcher`).
+    """
     from rl4rec.data.dataset import load_dataset
 
     for dataset in datasets:  # fail here, with the data layer's message, not inside the actor
@@ -149,7 +283,13 @@ def start_service(
         max_restarts=max_restarts,
         # the actor must find the same cache and data when Ray restarts it
         runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith(("RL4REC_", "HF_"))}},
-    ).remote(datasets=datasets, data_dir=data_dir, embedder=embedder, show_progress=False)
+    ).remote(
+        datasets=datasets,
+        data_dir=data_dir,
+        embedder=embedder,
+        show_progress=False,
+        batch_requests=batch_requests,
+    )
     deadline = time.monotonic() + timeout_s
     while True:
         try:

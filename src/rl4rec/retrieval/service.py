@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +31,89 @@ logger = logging.getLogger(__name__)
 
 #: Generated texts longer than this are cut before embedding (the embedder truncates tokens anyway).
 MAX_TEXT_CHARS = 20_000
+#: Most texts one merged embedder call takes from concurrent callers (see :class:`EncodeBatcher`).
+MAX_BATCH_TEXTS = 512
+
+_TIMING_KEYS = ("embed", "encode", "score", "rank", "calls", "texts", "encode_batches", "encoded_texts")
+
+
+class _Request:
+    __slots__ = ("done", "error", "lead", "result", "texts")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.done = threading.Event()
+        self.lead = False
+        self.result: torch.Tensor | None = None
+        self.error: BaseException | None = None
+
+
+class EncodeBatcher:
+    """Merges the texts of concurrent callers into one embedder call (leader/follower, no extra thread).
+
+    A threaded Ray actor serves several reward calls at once; encoding each call's handful of texts
+    separately wastes the embedder on tiny batches and makes the calls fight over the CPU threads.
+    Here the first caller to arrive encodes everything queued so far in one call and hands each caller
+    its rows; callers that arrive meanwhile wait and are served by the next round. A lone caller is
+    encoded alone, exactly as without batching. Merged batches pad differently, so vectors can differ
+    from a lone call in the last float bit (about 1e-7), which can swap a rank only on exact near-ties.
+    """
+
+    def __init__(self, encode: Any, max_texts: int = MAX_BATCH_TEXTS) -> None:
+        self._encode = encode
+        self.max_texts = max_texts
+        self._lock = threading.Lock()
+        self._queue: list[_Request] = []
+        self._leader_active = False
+        self.batches = 0
+        self.texts = 0
+        self.seconds = 0.0
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        request = _Request(texts)
+        with self._lock:
+            self._queue.append(request)
+            if not self._leader_active:  # the queue is empty whenever no leader is active
+                self._leader_active = request.lead = True
+        if not request.lead:
+            request.done.wait()
+        if request.lead:  # first in the queue: encode one merged round, then hand over
+            self._round()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _round(self) -> None:
+        with self._lock:
+            batch = [self._queue.pop(0)]
+            n = len(batch[0].texts)
+            while self._queue and n + len(self._queue[0].texts) <= self.max_texts:
+                batch.append(self._queue.pop(0))
+                n += len(batch[-1].texts)
+        try:
+            t0 = time.perf_counter()
+            emb = self._encode([t for r in batch for t in r.texts])
+            start = 0
+            for r in batch:
+                r.result = emb[start : start + len(r.texts)]
+                start += len(r.texts)
+            with self._lock:
+                self.batches += 1
+                self.texts += n
+                self.seconds += time.perf_counter() - t0
+        except BaseException as exc:  # every caller of the round gets the error
+            for r in batch:
+                r.error = exc
+        finally:
+            with self._lock:
+                if self._queue:  # promote the oldest waiter: it leads the next round
+                    self._queue[0].lead = True
+                    self._queue[0].done.set()
+                else:
+                    self._leader_active = False
+            for r in batch[1:]:
+                r.done.set()
 
 
 class RetrievalService:
@@ -40,6 +124,8 @@ class RetrievalService:
         embedder: EmbedderConfig | dict[str, Any] | None = None,
         cache_root: str | Path | None = None,
         show_progress: bool = True,
+        batch_requests: bool = True,
+        max_batch_texts: int = MAX_BATCH_TEXTS,
     ) -> None:
         if isinstance(embedder, dict):
             embedder = EmbedderConfig(**embedder)
@@ -49,7 +135,12 @@ class RetrievalService:
         self.show_progress = show_progress
         self._indexes: dict[str, ItemIndex] = {}
         self._lock = threading.Lock()  # guards index loading; scoring is thread-safe
-        self.timings = {"embed": 0.0, "score": 0.0, "rank": 0.0, "calls": 0}
+        self._timing_lock = threading.Lock()
+        #: Concurrent calls share embedder batches (``batch_requests=False``: each call encodes alone).
+        self.batcher = (
+            EncodeBatcher(self.embedder.encode_queries, max_batch_texts) if batch_requests else None
+        )
+        self.timings: dict[str, float] = dict.fromkeys(_TIMING_KEYS, 0.0)
         for name in [datasets] if isinstance(datasets, str) else datasets:
             self.add_dataset(name)
 
@@ -75,12 +166,39 @@ class RetrievalService:
             "datasets": {n: i.n_items for n, i in self._indexes.items()},
             "embedder": asdict(self.embedder.config),
             "device": self.embedder.device,
+            "pid": os.getpid(),
+            "torch_threads": torch.get_num_threads(),
+            "batch_requests": self.batcher is not None,
         }
 
     def get_timings(self) -> dict[str, float]:
-        return dict(self.timings)
+        """Cumulative seconds since start (or :meth:`reset_timings`): ``embed`` (callers waiting for vectors,
+        merged-batch queueing included), ``encode`` (the embedder running), ``score`` (the matrix product),
+        ``rank`` (counting ranks), and counters ``calls``, ``texts``, ``encode_batches``, ``encoded_texts``."""
+        with self._timing_lock:
+            out = dict(self.timings)
+        if self.batcher is not None:
+            out.update(encode=self.batcher.seconds, encode_batches=self.batcher.batches)
+            out["encoded_texts"] = self.batcher.texts
+        return out
+
+    def reset_timings(self) -> None:
+        with self._timing_lock:
+            self.timings = dict.fromkeys(_TIMING_KEYS, 0.0)
+        if self.batcher is not None:
+            with self.batcher._lock:
+                self.batcher.seconds, self.batcher.batches, self.batcher.texts = 0.0, 0, 0
+
+    def _add_timings(self, **values: float) -> None:
+        with self._timing_lock:
+            for key, value in values.items():
+                self.timings[key] += value
 
     # -- validation ------------------------------------------------------------------------------
+    def item_embeddings(self, dataset_name: str) -> torch.Tensor:
+        """``[n_items, dim]`` item vectors (row j = item j+1), e.g. for embedding-only baselines."""
+        return self._index(dataset_name).embeddings
+
     def _index(self, dataset_name: str) -> ItemIndex:
         if not isinstance(dataset_name, str) or dataset_name not in self._indexes:
             raise ConfigError(
@@ -110,7 +228,7 @@ class RetrievalService:
     def _ids(values: Any, name: str, n_items: int, batch: int) -> list[int]:
         try:
             ids = [int(v) for v in values]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{name} must be a list of integer item ids.") from None
         if any(isinstance(v, float) and not float(v).is_integer() for v in values):
             raise ConfigError(f"{name} must hold integer item ids.")
@@ -127,7 +245,10 @@ class RetrievalService:
     def _histories(values: Any, n_items: int, batch: int) -> list[list[int]]:
         if values is None:
             return [[] for _ in range(batch)]
-        rows = list(values)
+        try:
+            rows = list(values)
+        except TypeError:
+            raise ConfigError("history_items must be a list of lists of item ids (one per text).") from None
         if len(rows) != batch:
             raise ConfigError(
                 f"history_items has {len(rows)} rows but generated_texts has {batch}; they must match."
@@ -136,7 +257,7 @@ class RetrievalService:
         for i, row in enumerate(rows):
             try:
                 ids = [int(v) for v in (row if row is not None else [])]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"history_items[{i}] must be a list of integer item ids.") from None
             bad = [v for v in ids if not 0 <= v <= n_items]
             if bad:
@@ -156,7 +277,8 @@ class RetrievalService:
             (len(texts), self.embedder.dim), dtype=torch.float32, device=index.embeddings.device
         )
         if live:
-            emb[torch.from_numpy(~empty).to(emb.device)] = self.embedder.encode_queries(live).to(emb.device)
+            encode = self.batcher.encode if self.batcher is not None else self.embedder.encode_queries
+            emb[torch.from_numpy(~empty).to(emb.device)] = encode(live).to(emb.device)
         t1 = time.perf_counter()
         scores = index.scores(emb)
         bad = ~torch.isfinite(scores).all(dim=1)
@@ -166,8 +288,9 @@ class RetrievalService:
             )
             scores[bad] = 0.0
         dead = empty | bad.cpu().numpy()
-        self.timings["embed"] += t1 - t0
-        self.timings["score"] += time.perf_counter() - t1
+        self._add_timings(embed=t1 - t0, score=time.perf_counter() - t1)
+        if self.batcher is None:
+            self._add_timings(encode=t1 - t0, encode_batches=1.0 if live else 0.0, encoded_texts=len(live))
         return scores, dead
 
     def get_scores(self, generated_texts: Sequence[str], dataset_name: str = "beauty") -> np.ndarray:
@@ -193,8 +316,7 @@ class RetrievalService:
         scores, _ = self._score_tensor(texts, index)
         t0 = time.perf_counter()
         ranks = compute_ranks(scores, torch.tensor(targets), histories).cpu().tolist()
-        self.timings["rank"] += time.perf_counter() - t0
-        self.timings["calls"] += 1
+        self._add_timings(rank=time.perf_counter() - t0, calls=1, texts=len(texts))
         return [int(r) for r in ranks]
 
     def evaluate(
@@ -217,8 +339,12 @@ class RetrievalService:
             )
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}.")
-        if not 0.0 <= float(mixed_weight) <= 1.0:
-            raise ConfigError(f"mixed_weight must be in [0, 1], got {mixed_weight!r}.")
+        try:
+            weight_ok = 0.0 <= float(mixed_weight) <= 1.0
+        except (TypeError, ValueError):
+            weight_ok = False
+        if not weight_ok:
+            raise ConfigError(f"mixed_weight must be a number in [0, 1], got {mixed_weight!r}.")
         texts = self._texts(generated_texts)
         ranks = self.rank(texts, dataset_name, target_items, history_items)
         rewards = reward_from_ranks(

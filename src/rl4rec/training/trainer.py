@@ -144,6 +144,12 @@ class TRLTrainer:
         if config.algorithm == "ppo":
             from rl4rec.training.ppo import run_ppo
 
+            ignored = [f"--{n}" for n in ("num_generations", "loss_type", "beta")
+                       if getattr(config, n) != getattr(TrainConfig, n)]  # fmt: skip
+            if ignored:
+                logger.warning(
+                    "PPO ignores %s (GRPO/RLOO flags); its KL penalty is --kl_coef.", ", ".join(ignored)
+                )
             return run_ppo(self, device, resume_from)
         return self._train_trl(device, resume_from)
 

@@ -1,0 +1,128 @@
+"""Users per second of evaluation: the last-item baseline vs the zero-shot LLM, in one run.
+
+Both rank the full catalogue for held-out test users (leave-one-out, history masked) through the same
+in-process ``RetrievalService``; they differ in where the query text comes from:
+
+* ``last_item``: the text of the user's last history item (no model);
+* ``zero_shot``: the offline SmolLM2-135M-Instruct policy writes a description from the prompt
+  (greedy, ``GenerationSettings`` defaults apart from ``--max_new_tokens``), then it is ranked.
+
+Reports users/s of each, the zero-shot / last-item ratio and how the zero-shot time splits between
+generation and retrieval. Hit/NDCG on so few users are printed for orientation only.
+
+    .venv/bin/python benchmarks/bench_eval.py      # writes benchmarks/results/bench_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, write_result
+
+
+def rank_users(service: Any, dataset: str, texts: list[str], examples: list[Any]) -> list[int]:
+    return service.rank(texts, dataset, [ex.target for ex in examples], [list(ex.history) for ex in examples])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_dir", default=str(REPO / "data"))
+    parser.add_argument("--baseline_users", type=int, default=256)
+    parser.add_argument("--llm_users", type=int, default=16)
+    parser.add_argument("--max_new_tokens", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=8, help="prompts generated together")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--torch_threads",
+        type=int,
+        default=1,
+        help="torch threads (1: robust on a shared machine, see BENCHMARKS.md; 0: torch's default)",
+    )
+    parser.add_argument("--out", default="bench_eval")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+
+    from rl4rec.data import PromptBuilder, PromptConfig, leave_one_out, load_dataset
+    from rl4rec.policy import GenerationSettings, load_policy, make_generator
+    from rl4rec.retrieval.service import RetrievalService
+    from rl4rec.rewards.metrics import summarize_ranks
+
+    data = load_dataset(args.dataset, args.data_dir)
+    examples = leave_one_out(data.sequences, "test").examples
+    random.Random(args.seed).shuffle(examples)
+    service = RetrievalService([args.dataset], args.data_dir, show_progress=False)
+    rank_users(service, args.dataset, ["warm-up"], examples[:1])
+
+    # last-item baseline
+    base = examples[: args.baseline_users]
+    t0 = time.perf_counter()
+    texts = [data.item_text(ex.history[-1]) for ex in base]
+    base_ranks = rank_users(service, args.dataset, texts, base)
+    base_s = time.perf_counter() - t0
+
+    # zero-shot LLM
+    model, tokenizer = load_policy("smollm2-135m-instruct", "cpu")
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, backend="hf"
+    )
+    generator = make_generator(model, tokenizer, settings)
+    builder = PromptBuilder(data, tokenizer, PromptConfig(max_items=10))
+    llm = examples[: args.llm_users]
+    generator.generate([builder.build(llm[0].history)])  # warm-up
+    t0 = time.perf_counter()
+    prompts = [builder.build(ex.history) for ex in llm]
+    generated = generator.generate(prompts)
+    t1 = time.perf_counter()
+    llm_ranks = rank_users(service, args.dataset, generated, llm)
+    t2 = time.perf_counter()
+
+    base_rate, llm_rate = len(base) / base_s, len(llm) / (t2 - t0)
+    payload = {
+        "dataset": args.dataset,
+        "n_items": data.n_items,
+        "protocol": "leave-one-out test target, full catalogue, history masked, pessimistic ties",
+        "generation": {
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "decoding": "greedy",
+            "cache_implementation": settings.cache_implementation,
+        },
+        "last_item": {
+            "users": len(base),
+            "seconds": base_s,
+            "users_per_s": base_rate,
+            "metrics": summarize_ranks(base_ranks, ks=(10,)),
+        },
+        "zero_shot": {
+            "users": len(llm),
+            "seconds": t2 - t0,
+            "users_per_s": llm_rate,
+            "generation_s": t1 - t0,
+            "retrieval_s": t2 - t1,
+            "generation_fraction": (t1 - t0) / (t2 - t0),
+            "metrics": summarize_ranks(llm_ranks, ks=(10,)),
+            "example": generated[0],
+        },
+        "zero_shot_vs_last_item_speed": llm_rate / base_rate,
+        "seed": args.seed,
+    }
+    print(f"last-item {base_rate:.1f} users/s; zero-shot {llm_rate:.2f} users/s "
+          f"(x{llm_rate / base_rate:.4f}); generation {100 * payload['zero_shot']['generation_fraction']:.1f} %")  # fmt: skip
+    write_result(args.out, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
