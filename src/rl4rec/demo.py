@@ -41,9 +41,9 @@ def demo_main(argv: list[str]) -> int:
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--data_dir", default="data")
     parser.add_argument(
-        "--max_steps", type=int, default=30, help="GRPO steps (about 15-25 s each on 2 cores)"
+        "--max_steps", type=int, default=20, help="GRPO steps (about 20-30 s each on 2 free cores)"
     )
-    parser.add_argument("--eval_users", type=int, default=100, help="test users for the LLM methods")
+    parser.add_argument("--eval_users", type=int, default=64, help="test users for the LLM methods")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
