@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the tables of docs/RESULTS.md. Usage: scripts/results.sh STAGE [DATASET]
 #   baselines DATASET      random / popularity / last-item / history-mean on all test users
-#   zero-shot DATASET N    the untrained policy on a seeded sample of N test users (0 = all)
+#   zero-shot DATASET N [B] the untrained policy on a seeded sample of N test users (0 = all), prompt budget B
 #   train-grpo DATASET S   GRPO (NDCG@1000 reward, the demo's CPU settings) for S steps
 #   train-ppo DATASET S    PPO with a value head, same reward and sizes
 #   policy DATASET RUN N   evaluate RUN/checkpoint_final on the same N users, then compare with zero-shot
@@ -20,8 +20,10 @@ case $stage in
     for m in random popularity last-item history-mean; do
       $RL4REC evaluate --dataset "$dataset" --split test --method $m --run_dir "$out/$m" --output "$out/$m.json"
     done ;;
-  zero-shot)
-    $RL4REC evaluate "${EVAL[@]}" --method zero-shot --num_users "$3" --run_dir "$out/zero-shot" --output "$out/zero-shot.json" ;;
+  zero-shot)  # optional 4th argument: the prompt token budget (default 256; the seed's training default is 128)
+    if [ -n "${4:-}" ]; then name=zero-shot-$4; budget=(--max_length "$4"); else name=zero-shot; budget=(); fi
+    $RL4REC evaluate "${EVAL[@]}" --method zero-shot --num_users "$3" "${budget[@]}" --run_dir "$out/$name" \
+      --output "$out/$name.json" ;;
   train-grpo)
     $RL4REC train "${TRAIN[@]}" --algorithm grpo --max_steps "$3" --save_steps 10 --checkpoint_dir "$out/train-grpo" \
       $( [ -d "$out/train-grpo/checkpoint_step_10" ] && echo --resume ) ;;
@@ -32,6 +34,10 @@ case $stage in
     run=$3
     $RL4REC evaluate "${EVAL[@]}" --method policy --model "$out/$run/checkpoint_final" --num_users "$4" \
       --run_dir "$out/eval-$run" --output "$out/eval-$run.json"
-    $RL4REC compare "$out/zero-shot" "$out/eval-$run" --output "$out/$run-vs-zero-shot.json" ;;
+    $RL4REC compare "$out/zero-shot" "$out/eval-$run" --output "$out/$run-vs-zero-shot.json"
+    # a policy trained with the seed's 128-token prompt budget is evaluated with it: compare like with like too
+    if [ -d "$out/zero-shot-128" ]; then
+      $RL4REC compare "$out/zero-shot-128" "$out/eval-$run" --output "$out/$run-vs-zero-shot-128.json"
+    fi ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

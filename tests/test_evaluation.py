@@ -132,11 +132,11 @@ def test_report_files(tmp_path: Path, ml100k_dir: Path) -> None:
         for s in range(1, 13)
     ]
     (train / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report = write_report([train, tmp_path / "last", tmp_path / "pop"], tmp_path / "report", examples=2)
+    report = write_report([train, tmp_path / "pop", tmp_path / "last"], tmp_path / "report", examples=2)
     text = report.read_text()
     assert "first 10 steps 0.1550 -> last 10 0.1750" in text
     assert "| best | " in text and "| worst | " in text  # last-item has query texts
-    assert "last-item [ml-100k/test, 30 users]" in text
+    assert "last-item [ml-100k/test, 30 users]" in text and "all-MiniLM-L6-v2" in text
     for png in ("training_curves.png", "methods_ndcg10.png"):
         assert (tmp_path / "report" / png).stat().st_size > 5000
     with pytest.raises(DataError, match="neither a training run"):

@@ -16,6 +16,9 @@ from rl4rec.training.checkpoints import latest_checkpoint
 from rl4rec.training.config import parse_train_args
 from rl4rec.training.trainer import TRLTrainer, set_seed
 
+#: Real PPO runs (minutes on 2 cores): CI runs them; `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 METRIC_KEYS = (
     "step", "reward", "reward_std", "components/ndcg@1000", "components/hit@1000", "policy_loss", "value_loss",
     "kl", "kl_coef", "clip_fraction", "value_clip_fraction", "explained_variance", "entropy", "completion_length",

@@ -107,8 +107,9 @@ def write_report(run_dirs: list[str | Path], output_dir: str | Path, examples: i
             md.append(f"| {row['label']} | " + " | ".join(cells) + f" | {r.get('median_rank', '-')} |")
         methods_chart(rows, "ndcg@10", out / "methods_ndcg10.png")
         protocol = evals[0][1]["protocol"]
+        embedder = next((r["protocol"]["embedder"] for _, r in evals if r["protocol"].get("embedder")), None)
         md += ["", f"Protocol: {protocol['split']} split, full catalogue of {protocol['n_items']} items, history "
-               f"masked, ties {protocol['ties']}; embedder `{protocol.get('embedder')}`.", "",
+               f"masked, ties {protocol['ties']}; embedder `{embedder}` (text methods).", "",
                "![NDCG@10 by method](methods_ndcg10.png)", ""]  # fmt: skip
         example_lines = [line for d, r in evals for line in _examples(_label(r), d, examples)]
         if example_lines:
