@@ -5,7 +5,9 @@ in-process ``RetrievalService``; they differ in where the query text comes from:
 
 * ``last_item``: the text of the user's last history item (no model);
 * ``zero_shot``: the offline SmolLM2-135M-Instruct policy writes a description from the prompt
-  (greedy, ``GenerationSettings`` defaults apart from ``--max_new_tokens``), then it is ranked.
+  (greedy, ``--max_new_tokens``, the prompts ``rl4rec evaluate`` builds), then it is ranked.
+
+Both are the method objects of :mod:`rl4rec.evaluation.methods`, so this times what ``rl4rec evaluate`` runs.
 
 Reports users/s of each, the zero-shot / last-item ratio and how the zero-shot time splits between
 generation and retrieval. Hit/NDCG on so few users are printed for orientation only.
@@ -20,14 +22,9 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, write_result
-
-
-def rank_users(service: Any, dataset: str, texts: list[str], examples: list[Any]) -> list[int]:
-    return service.rank(texts, dataset, [ex.target for ex in examples], [list(ex.history) for ex in examples])
+from common import REPO, add_threads_flag, apply_threads, write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,21 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=8, help="prompts generated together")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--torch_threads",
-        type=int,
-        default=1,
-        help="torch threads (1: robust on a shared machine, see BENCHMARKS.md; 0: torch's default)",
-    )
+    add_threads_flag(parser)
     parser.add_argument("--out", default="bench_eval")
     args = parser.parse_args(argv)
-    import torch
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    apply_threads(args.torch_threads)
 
-    from rl4rec.data import PromptBuilder, PromptConfig, leave_one_out, load_dataset
-    from rl4rec.policy import GenerationSettings, load_policy, make_generator
+    from rl4rec.data import leave_one_out, load_dataset
+    from rl4rec.evaluation.config import EvalConfig
+    from rl4rec.evaluation.methods import LastItemQuery
+    from rl4rec.evaluation.policy_queries import build_generated_query
     from rl4rec.retrieval.service import RetrievalService
     from rl4rec.rewards.metrics import summarize_ranks
 
@@ -63,29 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     examples = leave_one_out(data.sequences, "test").examples
     random.Random(args.seed).shuffle(examples)
     service = RetrievalService([args.dataset], args.data_dir, show_progress=False)
-    rank_users(service, args.dataset, ["warm-up"], examples[:1])
+    last_item = LastItemQuery(service, data)  # the methods `rl4rec evaluate` runs
+    last_item.rank(examples[:1])  # warm-up
 
-    # last-item baseline
     base = examples[: args.baseline_users]
     t0 = time.perf_counter()
-    texts = [data.item_text(ex.history[-1]) for ex in base]
-    base_ranks = rank_users(service, args.dataset, texts, base)
+    base_ranks, _ = last_item.rank(base)
     base_s = time.perf_counter() - t0
 
-    # zero-shot LLM
-    model, tokenizer = load_policy("smollm2-135m-instruct", "cpu")
-    settings = GenerationSettings(
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, backend="hf"
-    )
-    generator = make_generator(model, tokenizer, settings)
-    builder = PromptBuilder(data, tokenizer, PromptConfig(max_items=10))
+    config = EvalConfig(dataset=args.dataset, data_dir=args.data_dir, method="zero-shot", device="cpu",
+                        backend="hf", max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # fmt: skip
+    zero_shot = build_generated_query(config, data, service)
+    settings = zero_shot.generator.settings
     llm = examples[: args.llm_users]
-    generator.generate([builder.build(llm[0].history)])  # warm-up
+    zero_shot.queries(llm[:1])  # warm-up
     t0 = time.perf_counter()
-    prompts = [builder.build(ex.history) for ex in llm]
-    generated = generator.generate(prompts)
+    generated = zero_shot.queries(llm)  # split the method's rank() to time generation and retrieval
     t1 = time.perf_counter()
-    llm_ranks = rank_users(service, args.dataset, generated, llm)
+    llm_ranks = service.rank(
+        generated, args.dataset, [ex.target for ex in llm], [list(ex.history) for ex in llm]
+    )
     t2 = time.perf_counter()
 
     base_rate, llm_rate = len(base) / base_s, len(llm) / (t2 - t0)

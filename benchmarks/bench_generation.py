@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, write_result
+from common import REPO, add_threads_flag, apply_threads, write_result
 
 #: Speed-ups below this fraction are treated as noise when choosing the default.
 NOISE = 0.05
@@ -178,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=OPTIONS)
-    parser.add_argument(
-        "--torch_threads",
-        type=int,
+    add_threads_flag(
+        parser,
         default=1,
         help="torch threads for every option (1: robust on a shared machine; 0: torch's default)",
     )
@@ -193,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rl4rec.policy import load_tokenizer
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    apply_threads(args.torch_threads)
 
     prompts = build_prompts(load_tokenizer(args.model), args.batch, args.data_dir)
     results: dict[str, Any] = {}

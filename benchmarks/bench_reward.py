@@ -31,7 +31,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, generated_requests, private_ray_head, summary, timed, write_result
+from common import (
+    REPO,
+    add_threads_flag,
+    apply_threads,
+    generated_requests,
+    private_ray_head,
+    summary,
+    timed,
+    write_result,
+)
 
 
 def default_data_dir() -> str:
@@ -96,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "--naive_max_texts", type=int, default=32, help="texts of the slow naive loop per size"
     )
     parser.add_argument("--no_ray", action="store_true", help="skip the Ray actor part")
-    parser.add_argument(
-        "--torch_threads",
-        type=int,
+    add_threads_flag(
+        parser,
         default=None,
         help="torch threads here and CPUs (= threads) of the actor (default: torch's default)",
     )
@@ -112,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from rl4rec.retrieval.client import LocalClient
     from rl4rec.retrieval.service import RetrievalService
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    apply_threads(args.torch_threads)
     dataset = load_dataset("beauty", args.data_dir)
     service = RetrievalService(["beauty"], args.data_dir, show_progress=False)
     index = service._index("beauty")

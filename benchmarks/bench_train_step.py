@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, write_result
+from common import REPO, add_threads_flag, apply_threads, write_result
 
 
 def wall_clock_callback() -> Any:
@@ -53,18 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--retrieval", default="local", choices=["local", "ray"])
-    parser.add_argument(
-        "--torch_threads",
-        type=int,
-        default=1,
-        help="torch threads (1: robust on a shared machine, see BENCHMARKS.md; 0: torch's default)",
-    )
+    add_threads_flag(parser)
     parser.add_argument("--out", default="bench_train_step")
     args = parser.parse_args(argv)
-    import torch
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    apply_threads(args.torch_threads)
 
     from rl4rec.training.config import parse_train_args
     from rl4rec.training.trainer import TRLTrainer

@@ -125,3 +125,18 @@ def generated_requests(
         "targets": [int(ex.target) for ex in chosen],
         "histories": [[int(i) for i in ex.history[-(max_history or len(ex.history)) :]] for ex in chosen],
     }
+
+
+THREADS_HELP = "torch threads (1: robust on a shared machine, see BENCHMARKS.md; 0: torch's default)"
+
+
+def add_threads_flag(parser: Any, default: int | None = 1, help: str = THREADS_HELP) -> None:
+    """``--torch_threads``: on a busy 2-core machine one thread per process is many times faster."""
+    parser.add_argument("--torch_threads", type=int, default=default, help=help)
+
+
+def apply_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)

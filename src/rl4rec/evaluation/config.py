@@ -7,7 +7,7 @@ so a table entry can always be traced back to its split, user sample, tie rule a
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class EvalConfig:
     run_dir: str | None = None
     output: str | None = None
     overwrite: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_llm(self) -> bool:

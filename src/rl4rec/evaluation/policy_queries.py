@@ -17,12 +17,12 @@ from rl4rec.data.prompts import PromptBuilder, PromptConfig
 from rl4rec.errors import DataError
 from rl4rec.evaluation.config import DEFAULT_POLICY, EvalConfig
 from rl4rec.evaluation.methods import GeneratedQuery
+from rl4rec.training.checkpoints import RUN_CONFIG
 
 logger = logging.getLogger(__name__)
 
 #: Prompt defaults for models without a run config (the demo's and RESULTS.md's training settings).
 PROMPT_DEFAULTS = {"max_length": 256, "max_history_items": 10, "prompt_order": "oldest_first"}
-RUN_CONFIG = "run_config.json"
 
 
 def checkpoint_run_config(model: str) -> dict[str, Any]:
@@ -55,7 +55,6 @@ def build_generated_query(config: EvalConfig, dataset: RecDataset, service: Any)
 
     model_name = config.model or DEFAULT_POLICY
     settings = prompt_settings(config, model_name)
-    config.extra["prompt"] = settings
     device = resolve_device(config.device)
     model, tokenizer = load_policy(model_name, device=device)
     builder = PromptBuilder(

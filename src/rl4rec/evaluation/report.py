@@ -15,8 +15,8 @@ from rl4rec.errors import DataError
 from rl4rec.evaluation.plots import methods_chart, training_curves
 from rl4rec.evaluation.runner import RESULTS_FILE, read_ranks
 from rl4rec.io import atomic_write_text
+from rl4rec.training.run_log import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"
 TABLE_METRICS = ("ndcg@10", "hit@10", "mrr@10", "ndcg@20", "hit@20")
 
 

@@ -135,7 +135,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         name = "all-MiniLM-L6-v2" if config.embedder == "default" else config.embedder
         embedder_id = f"{name} (dim {service.embedder.dim}, cosine)"
     run_dir = config.resolved_run_dir()
-    done = _prepare_run_dir(run_dir, identity(config, embedder_id), config)
+    ident = identity(config, embedder_id)
+    done = _prepare_run_dir(run_dir, ident, config)
     todo = [e for e in examples if e.user_id not in done]
     if done:
         logger.info("evaluate: resuming %s, %d of %d users already ranked", run_dir, len(done), len(examples))
@@ -168,7 +169,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         "model": config.model,
         "num_users": len(examples),
         "protocol": {
-            **identity(config, embedder_id),
+            **ident,
             "eligible_users": len(split.examples),
             "skipped_users": split.skipped_users,
             "n_items": dataset.n_items,
