@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("ndcg@10", "hit@10", "mrr@10", "ndcg@20")
+COLUMNS = ("ndcg@10", "hit@10", "mrr@10", "ndcg@20", "auc")
 
 
 def main(paths: list[str]) -> None:
@@ -21,7 +21,7 @@ def main(paths: list[str]) -> None:
             continue  # a comparison file
         name = r["method"] if not r.get("model") else f"{r['method']} `{r['model']}`"
         cells = [f"{r['metrics'][c]['mean']:.4f} [{r['metrics'][c]['ci95'][0]:.4f}, {r['metrics'][c]['ci95'][1]:.4f}]"
-                 for c in COLUMNS]  # fmt: skip
+                 if c in r["metrics"] else "-" for c in COLUMNS]  # fmt: skip
         print(f"| {name} | {r['num_users']} | " + " | ".join(cells) + f" | {r['median_rank']:.0f} |")
 
 

@@ -26,6 +26,9 @@ def test_metric_table_hand_computed() -> None:
     assert table["ndcg@10"]["mean"] == pytest.approx((1 + 1 / math.log2(4)) / 3)
     assert table["hit@10"]["mean"] == pytest.approx(2 / 3)
     assert table["mrr@10"]["mean"] == pytest.approx((1 + 1 / 3) / 3)
+    assert "auc" not in table
+    with_auc = metric_table([1, 3, 20], ks=(10,), samples=200, seed=0, candidates=[21, 21, 21])
+    assert with_auc["auc"]["mean"] == pytest.approx((1 + 18 / 20 + 1 / 20) / 3)
     lo, hi = table["ndcg@10"]["ci95"]
     assert 0.0 <= lo <= table["ndcg@10"]["mean"] <= hi <= 1.0
 
@@ -60,6 +63,8 @@ def test_baselines_deterministic_under_seed(tmp_path: Path, ml100k_dir: Path) ->
     # random ranking: expected NDCG@10 is tiny (1682 items); popularity is far above it
     pop = _eval(tmp_path, ml100k_dir, "popularity")
     assert a["metrics"]["ndcg@10"]["mean"] < 0.02 < pop["metrics"]["ndcg@10"]["mean"]
+    # AUC of a random ranking is 0.5 in expectation (943 users: well within 0.47-0.53); popularity beats it
+    assert 0.47 < a["metrics"]["auc"]["mean"] < 0.53 < pop["metrics"]["auc"]["mean"]
     assert json.loads((tmp_path / "popularity" / "results.json").read_text())["protocol"]["history_masked"]
 
 
@@ -98,7 +103,21 @@ def test_compare_pairs_users_and_refuses_other_splits(tmp_path: Path, ml100k_dir
     _eval(tmp_path, ml100k_dir, "random", name="rand")  # all users: 100 shared with "pop"
     result = compare_runs(tmp_path / "rand", tmp_path / "pop", ks=(10,), samples=200)
     assert result["num_users"] == 100 and result["users_only_in_a"] == 843
-    assert result["metrics"]["ndcg@10"]["diff"] > 0
+    assert result["metrics"]["ndcg@10"]["diff"] > 0 and result["metrics"]["auc"]["diff"] > 0
+    # a run directory written before AUC existed gets its candidate counts back on the next evaluate
+    path = tmp_path / "rand" / RANKS_FILE
+    old = [
+        {k: v for k, v in json.loads(line).items() if k != "candidates"}
+        for line in path.read_text().splitlines()
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert "auc" not in compare_runs(tmp_path / "rand", tmp_path / "pop", ks=(10,), samples=200)["metrics"]
+    _eval(tmp_path, ml100k_dir, "random", name="rand")
+    assert {u: r["rank"] for u, r in read_ranks(tmp_path / "rand").items()} == {
+        r["user_id"]: r["rank"] for r in old
+    }
+    again = compare_runs(tmp_path / "rand", tmp_path / "pop", ks=(10,), samples=200)
+    assert again["metrics"]["auc"] == result["metrics"]["auc"]
     _eval(tmp_path, ml100k_dir, "random", split="valid", name="rand-valid")
     with pytest.raises(ConfigError, match="different splits"):
         compare_runs(tmp_path / "rand", tmp_path / "rand-valid")

@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from rl4rec.rewards.metrics import (
+    auc_from_ranks,
+    calculate_auc,
     calculate_hit,
     calculate_mixed,
     calculate_mrr,
     calculate_ndcg,
     compute_ranks,
+    count_candidates,
     reward_from_ranks,
+    reward_name,
     summarize_ranks,
 )
 
@@ -119,4 +123,38 @@ def test_nan_target_score_and_bad_k():
     with pytest.raises(ValueError, match="positive integer"):
         calculate_ndcg(np.zeros((1, 2)), [1], None, 0)
     with pytest.raises(ValueError, match="unknown reward_type"):
-        reward_from_ranks([1], "auc", 10)
+        reward_from_ranks([1], "precision", 10)
+
+
+def brute_auc(scores_row, target, history):
+    """Fraction of the other non-history items scoring strictly below the target (pure Python)."""
+    masked = set(history) - {target}
+    t = scores_row[target - 1]
+    others = [s for j, s in enumerate(scores_row, start=1) if j != target and j not in masked]
+    return sum(1 for s in others if s < t) / len(others)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_matches_brute_force_with_ties_and_repeats(seed):
+    rng = np.random.default_rng(seed)
+    scores, targets, histories = random_case(rng)
+    histories[1] = histories[1] + histories[1][:2]  # duplicated history ids are masked once
+    expected = [brute_auc(scores[b].tolist(), int(targets[b]), histories[b]) for b in range(len(targets))]
+    np.testing.assert_allclose(calculate_auc(scores, targets, histories), expected)
+    ranks = compute_ranks(scores, targets, histories)
+    n = count_candidates(scores.shape[1], targets, histories)
+    np.testing.assert_allclose(reward_from_ranks(ranks, "auc", 10, num_candidates=n), expected)
+    torch_auc = auc_from_ranks(torch.as_tensor(ranks), torch.as_tensor(n))
+    np.testing.assert_allclose(torch_auc.numpy(), expected)
+
+
+def test_auc_endpoints_and_errors():
+    scores = np.array([[3.0, 2.0, 1.0, 0.0]])
+    assert calculate_auc(scores, [1], None).tolist() == [1.0]  # best of 4
+    assert calculate_auc(scores, [4], None).tolist() == [0.0]  # worst
+    assert calculate_auc(scores, [2], [[1]]).tolist() == [1.0]  # item 1 masked: 2 is now first
+    assert reward_name("auc", 10) == "auc" and reward_name("ndcg", 10) == "ndcg@10"
+    with pytest.raises(ValueError, match="num_candidates"):
+        reward_from_ranks(np.array([1]), "auc", 10)
+    with pytest.raises(ValueError, match=r"1\.\.num_candidates"):
+        auc_from_ranks(np.array([5]), np.array([4]))

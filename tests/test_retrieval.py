@@ -15,7 +15,7 @@ from rl4rec.errors import ConfigError
 from rl4rec.retrieval import EmbedderConfig, ItemIndex, RetrievalService
 from rl4rec.rewards import RLRewardFunction, create_reward_function, to_async_trl_reward, to_trl_reward
 from rl4rec.rewards.base import local_service
-from rl4rec.rewards.metrics import compute_ranks, reward_from_ranks
+from rl4rec.rewards.metrics import calculate_auc, compute_ranks, reward_from_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,9 @@ def test_rewards_match_metrics_module(service, examples, ml100k):
     for reward_type in ("ndcg", "hit", "mrr", "mixed"):
         got = service.calculate_reward(texts, "ml-100k", targets, hist, reward_type=reward_type, k=100)
         np.testing.assert_allclose(got, reward_from_ranks(ranks, reward_type, 100))
+    auc = service.calculate_reward(texts, "ml-100k", targets, hist, reward_type="auc")
+    np.testing.assert_allclose(auc, calculate_auc(scores, targets, hist))
+    assert min(auc) >= 0.0 and max(auc) <= 1.0
     result = service.evaluate(texts, "ml-100k", targets, hist, "ndcg", 10)
     assert result["rank"] == ranks.tolist()
 
@@ -84,7 +87,7 @@ def test_empty_text_gets_zero_and_worst_rank(service):
         ({"target_items": [1]}, "target_items has 1 entries but generated_texts has 2"),
         ({"history_items": [[1]]}, "history_items has 1 rows"),
         ({"history_items": [[1], [-3]]}, r"history_items\[1\] holds -3"),
-        ({"reward_type": "auc"}, "unknown reward_type"),
+        ({"reward_type": "precision"}, "unknown reward_type"),
         ({"k": 0}, "k must be a positive integer"),
         ({"generated_texts": "one string"}, "got a single string"),
         ({"generated_texts": ["ok", 3]}, r"generated_texts\[1\] must be a string"),

@@ -94,7 +94,7 @@ def test_vllm_flags_map_to_colocate():
     ("flags", "message"),
     [
         (["--k", "-1"], "--k must be a positive integer"),
-        (["--reward_type", "auc"], "--reward_type must be one of"),
+        (["--reward_type", "precision"], "--reward_type must be one of"),
         (["--batch_size", "12", "--num_generations", "8"], "must be divisible by --num_generations"),
         (
             ["--batch_size", "16", "--mini_batch_size", "5", "--num_generations", "4"],
@@ -155,3 +155,10 @@ def test_log_with_backends(monkeypatch):
     import os
 
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_auc_reward_parses_and_is_named_without_k():
+    from rl4rec.rewards.metrics import reward_name
+
+    config = parse_train_args(["--device", "cpu", "--reward_type", "auc", "--k", "10"])
+    assert config.reward_type == "auc" and reward_name(config.reward_type, config.k) == "auc"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rl4rec.errors import ConfigError, DataError
-from rl4rec.evaluation.runner import CONFIG_FILE, read_ranks
+from rl4rec.evaluation.runner import CONFIG_FILE, candidate_counts, read_ranks
 from rl4rec.evaluation.statistics import paired_difference
 from rl4rec.io import atomic_write_json
 
@@ -64,7 +64,9 @@ def compare_runs(
         "b_better_users": int((rb < ra).sum()),
         "a_better_users": int((ra < rb).sum()),
         "bootstrap": {"samples": samples, "seed": seed, "interval": "95% paired percentile"},
-        "metrics": paired_difference(ra, rb, ks, samples, seed),
+        "metrics": paired_difference(
+            ra, rb, ks, samples, seed, candidate_counts([ranks_a[u] for u in users])
+        ),
     }
     if output:
         atomic_write_json(output, result)

@@ -17,7 +17,7 @@ from rl4rec.evaluation.runner import RESULTS_FILE, read_ranks
 from rl4rec.io import atomic_write_text
 from rl4rec.training.run_log import METRICS_FILE
 
-TABLE_METRICS = ("ndcg@10", "hit@10", "mrr@10", "ndcg@20", "hit@20")
+TABLE_METRICS = ("ndcg@10", "hit@10", "mrr@10", "ndcg@20", "hit@20", "auc")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -23,7 +23,8 @@ from rl4rec.data.splits import Example, leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.statistics import metric_table
-from rl4rec.io import atomic_write_json
+from rl4rec.io import atomic_write_json, atomic_write_text
+from rl4rec.rewards.metrics import count_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,13 @@ def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
     return ident
 
 
+def candidate_counts(records: list[dict[str, Any]]) -> list[int] | None:
+    """Per-user candidate counts for AUC, or None when a record predates them (then AUC is left out)."""
+    if not records or any("candidates" not in r for r in records):
+        return None
+    return [int(r["candidates"]) for r in records]
+
+
 def read_ranks(run_dir: Path) -> dict[int, dict[str, Any]]:
     """Per-user records of a run directory (a torn last line from a crash is ignored)."""
     path = Path(run_dir) / RANKS_FILE
@@ -85,6 +93,21 @@ def read_ranks(run_dir: Path) -> dict[int, dict[str, Any]]:
             ) from None
         out[int(record["user_id"])] = record
     return out
+
+
+def _backfill_candidates(
+    run_dir: Path, done: dict[int, dict[str, Any]], examples: list[Example], candidates: Any
+) -> None:
+    """Add candidate counts to records written before AUC existed, so ``rl4rec compare`` reports it.
+
+    Ranks are untouched; the file is rewritten atomically, so an interruption leaves the old one.
+    """
+    if all("candidates" in done[e.user_id] for e in examples):
+        return
+    for ex, n in zip(examples, candidates, strict=True):
+        done[ex.user_id]["candidates"] = int(n)
+    lines = [json.dumps(r, ensure_ascii=False) for r in done.values()]
+    atomic_write_text(run_dir / RANKS_FILE, "\n".join(lines) + "\n")
 
 
 def _prepare_run_dir(run_dir: Path, ident: dict[str, Any], config: EvalConfig) -> dict[int, dict[str, Any]]:
@@ -152,7 +175,12 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 ranks, queries = method.rank(part)
                 records = []
                 for ex, rank, query in zip(part, ranks, queries, strict=True):
-                    record: dict[str, Any] = {"user_id": ex.user_id, "target": ex.target, "rank": rank}
+                    record: dict[str, Any] = {
+                        "user_id": ex.user_id,
+                        "target": ex.target,
+                        "rank": rank,
+                        "candidates": int(count_candidates(dataset.n_items, [ex.target], [ex.history])[0]),
+                    }
                     if query is not None:
                         record["query"] = query
                         record["target_text"] = dataset.item_text(ex.target)
@@ -161,6 +189,10 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 _append(run_dir / RANKS_FILE, records)
                 bar.update(len(part))
     ranks = [int(done[e.user_id]["rank"]) for e in examples]
+    candidates = count_candidates(
+        dataset.n_items, [e.target for e in examples], [e.history for e in examples]
+    )
+    _backfill_candidates(run_dir, done, examples, candidates)
     seconds = time.monotonic() - started
     result = {
         "dataset": config.dataset,
@@ -182,7 +214,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 "interval": "95% percentile",
             },
         },
-        "metrics": metric_table(ranks, config.ks, config.bootstrap_samples, config.seed),
+        "metrics": metric_table(ranks, config.ks, config.bootstrap_samples, config.seed, candidates),
         "median_rank": float(sorted(ranks)[len(ranks) // 2]),
         "run": {
             "seconds": round(seconds, 2),

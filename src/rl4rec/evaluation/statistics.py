@@ -13,18 +13,25 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rl4rec.rewards.metrics import hit_from_ranks, mrr_from_ranks, ndcg_from_ranks
+from rl4rec.rewards.metrics import auc_from_ranks, hit_from_ranks, mrr_from_ranks, ndcg_from_ranks
 
 _METRICS = {"hit": hit_from_ranks, "ndcg": ndcg_from_ranks, "mrr": mrr_from_ranks}
 METRIC_NAMES = tuple(_METRICS)
 
 
-def per_user(ranks: Sequence[int] | np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
-    """``{"ndcg@10": array over users, ...}`` for every metric and k."""
+def per_user(
+    ranks: Sequence[int] | np.ndarray, ks: Sequence[int], candidates: Sequence[int] | np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """``{"ndcg@10": array over users, ...}`` for every metric and k, plus ``auc`` given candidates.
+
+    AUC uses every rank, not only the top k, so on a few hundred users it separates two weak methods
+    whose NDCG@10 intervals both sit on zero.
+    """
     r = np.asarray(ranks, dtype=np.int64)
-    return {
-        f"{name}@{k}": np.asarray(fn(r, k), dtype=np.float64) for k in ks for name, fn in _METRICS.items()
-    }
+    out = {f"{name}@{k}": np.asarray(fn(r, k), dtype=np.float64) for k in ks for name, fn in _METRICS.items()}
+    if candidates is not None:
+        out["auc"] = np.asarray(auc_from_ranks(r, np.asarray(candidates, dtype=np.int64)), dtype=np.float64)
+    return out
 
 
 def bootstrap_means(values: np.ndarray, samples: int, seed: int, chunk: int = 100) -> np.ndarray:
@@ -51,10 +58,14 @@ def interval(values: np.ndarray, samples: int = 1000, seed: int = 0) -> dict[str
 
 
 def metric_table(
-    ranks: Sequence[int] | np.ndarray, ks: Sequence[int], samples: int = 1000, seed: int = 0
+    ranks: Sequence[int] | np.ndarray,
+    ks: Sequence[int],
+    samples: int = 1000,
+    seed: int = 0,
+    candidates: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, dict[str, object]]:
-    """Every metric@k with its interval (each metric resampled with the same user indices)."""
-    return {name: interval(v, samples, seed) for name, v in per_user(ranks, ks).items()}
+    """Every metric@k (and AUC given candidates) with its interval, resampled with the same users."""
+    return {name: interval(v, samples, seed) for name, v in per_user(ranks, ks, candidates).items()}
 
 
 def paired_difference(
@@ -63,10 +74,11 @@ def paired_difference(
     ks: Sequence[int],
     samples: int = 1000,
     seed: int = 0,
+    candidates: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, dict[str, object]]:
     """B minus A per metric on the same users: mean difference, paired 95 % interval, and the share of
     bootstrap resamples in which B is not better (a one-sided bootstrap p-value for "B > A")."""
-    a, b = per_user(ranks_a, ks), per_user(ranks_b, ks)
+    a, b = per_user(ranks_a, ks, candidates), per_user(ranks_b, ks, candidates)
     out: dict[str, dict[str, object]] = {}
     for name in a:
         diff = b[name] - a[name]

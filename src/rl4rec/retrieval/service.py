@@ -25,7 +25,13 @@ from rl4rec.data.dataset import load_dataset
 from rl4rec.errors import ConfigError
 from rl4rec.retrieval.embedder import Embedder, EmbedderConfig
 from rl4rec.retrieval.item_index import ItemIndex
-from rl4rec.rewards.metrics import DEFAULT_MIXED_WEIGHT, REWARD_TYPES, compute_ranks, reward_from_ranks
+from rl4rec.rewards.metrics import (
+    DEFAULT_MIXED_WEIGHT,
+    REWARD_TYPES,
+    compute_ranks,
+    count_candidates,
+    reward_from_ranks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -347,8 +353,12 @@ class RetrievalService:
             raise ConfigError(f"mixed_weight must be a number in [0, 1], got {mixed_weight!r}.")
         texts = self._texts(generated_texts)
         ranks = self.rank(texts, dataset_name, target_items, history_items)
+        candidates = None
+        if reward_type == "auc":
+            n_items = self._index(dataset_name).n_items
+            candidates = count_candidates(n_items, [int(t) for t in target_items], history_items)
         rewards = reward_from_ranks(
-            np.asarray(ranks, dtype=np.int64), reward_type, int(k), float(mixed_weight)
+            np.asarray(ranks, dtype=np.int64), reward_type, int(k), float(mixed_weight), candidates
         )
         out = []
         for text, r in zip(texts, rewards.tolist(), strict=True):

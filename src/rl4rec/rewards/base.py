@@ -20,7 +20,7 @@ from rl4rec.errors import ConfigError
 from rl4rec.retrieval.client import LocalClient, RayClient
 from rl4rec.retrieval.embedder import EmbedderConfig
 from rl4rec.retrieval.ray_service import NAMESPACE, SERVICE_NAME
-from rl4rec.rewards.metrics import DEFAULT_MIXED_WEIGHT, REWARD_TYPES
+from rl4rec.rewards.metrics import DEFAULT_MIXED_WEIGHT, REWARD_TYPES, reward_name
 
 BACKENDS = ("ray", "local")
 
@@ -101,7 +101,7 @@ class RLRewardFunction:
 
     @property
     def __name__(self) -> str:  # TRL names reward columns after the function
-        return f"{self.reward_type}@{self.k}"
+        return reward_name(self.reward_type, self.k)
 
     def get_scores(self, generated_texts: Sequence[str]) -> np.ndarray:
         """``[batch, n_items]`` similarity of each text to every item (column j = item j+1)."""

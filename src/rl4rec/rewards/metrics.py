@@ -11,6 +11,11 @@ Ranks are computed by counting, without sorting the catalogue, so any ``k`` cost
 
 From a rank ``r``: NDCG@k = 1/log2(r + 1) if r <= k else 0 (one relevant item, so IDCG = 1);
 Hit@k = 1 if r <= k; MRR@k = 1/r if r <= k; mixed = w * NDCG@k + (1 - w) * Hit@k.
+
+AUC = (n - r) / (n - 1), where n is the number of candidates (catalogue minus masked history, the
+target included): the fraction of the other candidates ranked below the target. Unlike the @k
+metrics it moves with every rank, so a weak policy whose targets all sit far below k still gets a
+learning signal (NDCG@10 is exactly 0 for nearly every completion of a 135M model); ``k`` is ignored.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-REWARD_TYPES: tuple[str, ...] = ("ndcg", "hit", "mrr", "mixed")
+REWARD_TYPES: tuple[str, ...] = ("ndcg", "hit", "mrr", "mixed", "auc")
+# Reward types whose value does not depend on k (named without "@k").
+K_FREE_REWARD_TYPES: tuple[str, ...] = ("auc",)
 DEFAULT_MIXED_WEIGHT = 0.7
 
 ArrayLike = Any  # numpy array, torch tensor, or nested Python sequences
@@ -96,6 +103,38 @@ def compute_ranks(
     return ranks if is_torch else ranks.cpu().numpy()
 
 
+def count_candidates(
+    n_items: int, target_items: ArrayLike, history_items: ArrayLike | None = None
+) -> np.ndarray:
+    """Number of items each target is ranked among: the catalogue minus its distinct masked history.
+
+    Mirrors :func:`compute_ranks`: padding (0) and the target itself are never masked.
+    """
+    targets = np.asarray(target_items, dtype=np.int64).reshape(-1)
+    counts = np.full(targets.shape[0], int(n_items), dtype=np.int64)
+    if history_items is None:
+        return counts
+    for row, (target, hist) in enumerate(zip(targets, history_items, strict=True)):
+        h = np.asarray([] if hist is None else hist, dtype=np.int64).reshape(-1)
+        counts[row] -= np.unique(h[(h > 0) & (h != target)]).size
+    return counts
+
+
+def auc_from_ranks(ranks: ArrayLike, num_candidates: ArrayLike) -> ArrayLike:
+    """Per-row AUC: the fraction of the other candidates ranked below the target (1 = first)."""
+    if torch.is_tensor(ranks):
+        r = ranks.double()
+        n = torch.as_tensor(num_candidates, dtype=torch.float64, device=r.device)
+        if bool((r > n).any()) or bool((n < 1).any()):
+            raise ValueError("every rank must lie in 1..num_candidates.")
+        return torch.where(n > 1, (n - r) / (n - 1).clamp(min=1.0), torch.ones_like(r))
+    r = np.asarray(ranks, dtype=np.float64)
+    n = np.broadcast_to(np.asarray(num_candidates, dtype=np.float64), r.shape)
+    if np.any(r > n) or np.any(n < 1):
+        raise ValueError("every rank must lie in 1..num_candidates.")
+    return np.where(n > 1, (n - r) / np.maximum(n - 1, 1.0), 1.0)
+
+
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
@@ -128,9 +167,20 @@ def mrr_from_ranks(ranks: ArrayLike, k: int) -> ArrayLike:
 
 
 def reward_from_ranks(
-    ranks: ArrayLike, reward_type: str, k: int, mixed_weight: float = DEFAULT_MIXED_WEIGHT
+    ranks: ArrayLike,
+    reward_type: str,
+    k: int,
+    mixed_weight: float = DEFAULT_MIXED_WEIGHT,
+    num_candidates: ArrayLike | None = None,
 ) -> ArrayLike:
-    """The reward of each rank under ``reward_type`` (``ndcg``, ``hit``, ``mrr`` or ``mixed``)."""
+    """The reward of each rank under ``reward_type`` (``ndcg``, ``hit``, ``mrr``, ``mixed``, ``auc``).
+
+    ``auc`` needs ``num_candidates`` (see :func:`count_candidates`).
+    """
+    if reward_type == "auc":
+        if num_candidates is None:
+            raise ValueError("reward_type 'auc' needs num_candidates (see count_candidates).")
+        return auc_from_ranks(ranks, num_candidates)
     if reward_type == "ndcg":
         return ndcg_from_ranks(ranks, k)
     if reward_type == "hit":
@@ -174,6 +224,18 @@ def calculate_mixed(
 ) -> ArrayLike:
     """``weight * NDCG@k + (1 - weight) * Hit@k`` per row."""
     return reward_from_ranks(compute_ranks(scores, target_items, history_items), "mixed", k, weight)
+
+
+def calculate_auc(scores: ArrayLike, target_items: ArrayLike, history_items: ArrayLike | None) -> ArrayLike:
+    """AUC per row: the fraction of non-history items scored below the target."""
+    ranks = compute_ranks(scores, target_items, history_items)
+    n = count_candidates(np.shape(scores)[1], np.asarray(target_items), history_items)
+    return auc_from_ranks(ranks, n if not torch.is_tensor(ranks) else torch.from_numpy(n))
+
+
+def reward_name(reward_type: str, k: int) -> str:
+    """Column name of a reward in logs: ``ndcg@10``, or ``auc`` for k-free rewards."""
+    return reward_type if reward_type in K_FREE_REWARD_TYPES else f"{reward_type}@{k}"
 
 
 def summarize_ranks(ranks: Sequence[int] | np.ndarray, ks: Sequence[int] = (5, 10, 20)) -> dict[str, float]:

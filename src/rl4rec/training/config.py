@@ -41,7 +41,11 @@ class TrainConfig:
         128, "Prompt token budget (chat template included); oldest history items are dropped to fit."
     )
     max_new_tokens: int = _f(64, "Tokens generated per completion (TRL max_completion_length).")
-    reward_type: str = _f("ndcg", f"Reward: {' | '.join(REWARD_TYPES)} (mixed = w*NDCG + (1-w)*Hit).")
+    reward_type: str = _f(
+        "ndcg",
+        f"Reward: {' | '.join(REWARD_TYPES)} (mixed = w*NDCG + (1-w)*Hit; auc = fraction of the"
+        " catalogue ranked below the target, dense, ignores k: the CPU-sized choice for small models).",
+    )
     k: int = _f(10, "Cut-off of the ranking reward (NDCG@k etc.); large k (e.g. 1000) gives a denser signal.")
     dataset_name: str = _f("beauty", "Dataset folder under --data_dir (P5 layout).")
     learning_rate: float = _f(1e-5, "AdamW learning rate.")

@@ -155,6 +155,7 @@ class TRLTrainer:
 
     def _train_trl(self, device: str, resume_from: Path | None) -> TrainResult:
         from rl4rec.policy.loading import load_policy
+        from rl4rec.rewards.metrics import reward_name
         from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
         from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, StepTimer
         from rl4rec.training.data import build_train_dataset
@@ -167,7 +168,7 @@ class TRLTrainer:
         train_dataset = build_train_dataset(config, tokenizer)
         recorder = CompletionRecorder(self.completions_log, config.log_completions)
         adapter = to_async_trl_reward if config.retrieval == "ray" else to_trl_reward
-        reward = adapter(reward_fn, name=f"{config.reward_type}@{config.k}", recorder=recorder)
+        reward = adapter(reward_fn, name=reward_name(config.reward_type, config.k), recorder=recorder)
         metrics_cb = MetricsFileCallback(self.metrics_log)
         trainer = trainer_class(config.algorithm)(
             model=model,

@@ -78,6 +78,7 @@ class PPORun:
 
     # -- construction ------------------------------------------------------------------------------
     def _default_reward(self) -> Any:
+        from rl4rec.rewards.metrics import reward_name
         from rl4rec.rewards.trl_adapter import to_trl_reward
         from rl4rec.training.run_log import CompletionRecorder
 
@@ -86,7 +87,7 @@ class PPORun:
         # A synchronous call per rollout batch: PPO has one reward batch per step, nothing to overlap.
         return to_trl_reward(
             self.trainer.reward_fn,
-            name=f"{config.reward_type}@{config.k}",
+            name=reward_name(config.reward_type, config.k),
             recorder=recorder if self.acc.is_main_process else None,
         )
 
