@@ -162,3 +162,30 @@ def test_auc_reward_parses_and_is_named_without_k():
 
     config = parse_train_args(["--device", "cpu", "--reward_type", "auc", "--k", "10"])
     assert config.reward_type == "auc" and reward_name(config.reward_type, config.k) == "auc"
+
+
+def test_epochs_or_max_steps_whichever_ends_first():
+    from rl4rec.training.trl_backend import epoch_limited_steps
+
+    # 2 prompts per rollout batch, each batch reused for 4 steps: 943 users = 1,886 steps per epoch
+    config = parse_train_args(["--device", "cpu", "--batch_size", "8", "--num_generations", "4"])
+    assert epoch_limited_steps(config, 943) == 5658  # 3 epochs, before the default 10,000 steps
+    config = parse_train_args(
+        ["--device", "cpu", "--batch_size", "8", "--num_generations", "4", "--max_steps", "40"]
+    )
+    assert epoch_limited_steps(config, 943) == 40
+    config = parse_train_args(
+        [
+            "--device",
+            "cpu",
+            "--batch_size",
+            "8",
+            "--num_generations",
+            "4",
+            "--ppo_epochs",
+            "1",
+            "--num_epochs",
+            "1",
+        ]
+    )
+    assert epoch_limited_steps(config, 4) == 2  # 4 users, 2 per step

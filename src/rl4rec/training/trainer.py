@@ -159,13 +159,17 @@ class TRLTrainer:
         from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
         from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, StepTimer
         from rl4rec.training.data import build_train_dataset
-        from rl4rec.training.trl_backend import trainer_class, trl_args
+        from rl4rec.training.trl_backend import epoch_limited_steps, trainer_class, trl_args
 
         config = self.config
         args = trl_args(config, device)  # validates the TRL-side mapping before loading anything
         reward_fn = self.reward_fn
         model, tokenizer = load_policy(config.model_name, device="cpu")
         train_dataset = build_train_dataset(config, tokenizer)
+        args.max_steps = epoch_limited_steps(config, len(train_dataset))
+        if args.max_steps < config.max_steps:
+            logger.info("training for %d steps (--num_epochs %g ends before --max_steps)", args.max_steps,
+                        config.num_epochs)  # fmt: skip
         recorder = CompletionRecorder(self.completions_log, config.log_completions)
         adapter = to_async_trl_reward if config.retrieval == "ray" else to_trl_reward
         reward = adapter(reward_fn, name=reward_name(config.reward_type, config.k), recorder=recorder)

@@ -8,6 +8,7 @@ The optimisation itself is TRL's.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,18 @@ class Rl4recRLOOTrainer(Rl4recTrainerMixin, RLOOTrainer):
 def report_to(config: TrainConfig) -> list[str]:
     """HF ``report_to`` for ``--log_with`` (the backend must already be checked as installed)."""
     return [] if config.log_with == "none" else [config.log_with]
+
+
+def epoch_limited_steps(config: TrainConfig, n_prompts: int) -> int:
+    """``--max_steps`` or ``--num_epochs`` passes over the prompts, whichever ends first.
+
+    transformers lets a positive ``max_steps`` override ``num_train_epochs`` entirely, so without this
+    the seed's defaults (3 epochs, 10,000 steps) would run 10,000 GRPO steps while PPO stops after 3
+    epochs. One TRL step uses ``batch_size / num_generations`` prompts and reuses each rollout batch
+    for ``num_iterations`` (= ``--ppo_epochs``) steps.
+    """
+    prompts_per_step = config.batch_size / config.num_generations / config.ppo_epochs
+    return max(1, min(config.max_steps, math.ceil(config.num_epochs * n_prompts / prompts_per_step)))
 
 
 def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
