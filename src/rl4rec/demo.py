@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 DEMO_TRAIN_FLAGS = [
     "--algorithm", "grpo", "--device", "cpu", "--dataset_name", "ml-100k",
     "--reward_type", "ndcg", "--k", "1000", "--learning_rate", "5e-5", "--temperature", "0.8",
-    "--batch_size", "16", "--num_generations", "4", "--mini_batch_size", "8", "--ppo_epochs", "1",
+    "--batch_size", "8", "--num_generations", "4", "--mini_batch_size", "8", "--ppo_epochs", "1",
     "--max_new_tokens", "32", "--max_length", "256", "--log_with", "none",
 ]  # fmt: skip
 BASELINES = ("random", "popularity", "last-item", "history-mean")
@@ -41,7 +41,7 @@ def demo_main(argv: list[str]) -> int:
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--data_dir", default="data")
     parser.add_argument(
-        "--max_steps", type=int, default=20, help="GRPO steps (about 20-30 s each on 2 free cores)"
+        "--max_steps", type=int, default=20, help="GRPO steps (about 25 s each on 2 free cores)"
     )
     parser.add_argument("--eval_users", type=int, default=64, help="test users for the LLM methods")
     parser.add_argument("--seed", type=int, default=0)
