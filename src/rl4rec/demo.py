@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 #: CPU-sized GRPO settings (see docs/RESULTS.md for how they were chosen and what they reach).
 DEMO_TRAIN_FLAGS = [
     "--algorithm", "grpo", "--device", "cpu", "--dataset_name", "ml-100k",
-    "--reward_type", "ndcg", "--k", "1000", "--learning_rate", "5e-5", "--temperature", "0.8",
+    "--reward_type", "auc", "--learning_rate", "1e-5", "--temperature", "0.8",
     "--batch_size", "8", "--num_generations", "4", "--mini_batch_size", "8", "--ppo_epochs", "1",
     "--max_new_tokens", "32", "--max_length", "256", "--log_with", "none",
 ]  # fmt: skip
