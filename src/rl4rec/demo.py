@@ -97,8 +97,15 @@ def demo_main(argv: list[str]) -> int:
     minutes = (time.monotonic() - started) / 60
     print(f"\n=== rl4rec demo finished in {minutes:.1f} min ===")
     if first and last:
-        print(f"training reward (NDCG@1000), mean of first 10 steps {sum(first) / len(first):.4f} -> "
-              f"last 10 steps {sum(last) / len(last):.4f}")  # fmt: skip
+        reward = DEMO_TRAIN_FLAGS[DEMO_TRAIN_FLAGS.index("--reward_type") + 1]
+        print(f"training reward ({reward}), mean of first 10 steps {sum(first) / len(first):.4f} -> "
+              f"last 10 steps {sum(last) / len(last):.4f} (8 completions a step: mostly which users were drawn)")  # fmt: skip
+    paired = evals / "grpo_vs_zero-shot.json"
+    if paired.is_file():
+        diffs = json.loads(paired.read_text())["metrics"]
+        print("held-out, trained minus untrained policy (paired 95% CI): " + ", ".join(
+            f"{name} {d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+            for name, d in diffs.items() if name in ("ndcg@10", "hit@10", "auc")))  # fmt: skip
     print(f"report (open first): {out / 'report' / 'report.md'}")
     print(f"training run:        {run_dir}  (metrics.jsonl, completions.jsonl, checkpoint_final/)")
     print(f"evaluations:         {evals}  (one JSON per method; grpo_vs_zero-shot.json = paired comparison)")
