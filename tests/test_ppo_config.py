@@ -20,6 +20,11 @@ def test_ppo_flags_parse_with_their_defaults_and_overrides():
     assert (config.value_model, config.kl_target, config.kl_coef) == ("separate", 6.0, 0.2)
     assert (config.gamma, config.lam, config.cliprange, config.cliprange_value) == (0.99, 0.9, 0.1, 0.3)
     assert (config.vf_coef, config.max_grad_norm) == (0.5, 0.5)
+    from rl4rec.training.ppo.trainer import value_learning_rate
+
+    assert default.value_learning_rate is None and value_learning_rate(default) == 10 * default.learning_rate
+    explicit = parse_train_args(["--algorithm", "ppo", "--value_learning_rate", "3e-4"])
+    assert value_learning_rate(explicit) == 3e-4
     # num_generations is a GRPO/RLOO group size: PPO samples one completion per prompt and ignores it.
     assert config.batch_size == 6
 
@@ -37,6 +42,7 @@ def test_ppo_flags_parse_with_their_defaults_and_overrides():
         (["--kl_coef", "-1"], "--kl_coef must be >= 0"),
         (["--kl_target", "0"], "--kl_target must be > 0"),
         (["--kl_horizon", "0"], "--kl_horizon must be >= 1"),
+        (["--value_learning_rate", "0"], "--value_learning_rate must be > 0"),
         (["--max_grad_norm", "-1"], "--max_grad_norm must be >= 0"),
         (["--ppo_epochs", "0"], "--ppo_epochs must be >= 1"),
         (["--use_peft", "--lora_r", "0"], "--lora_r must be >= 1"),

@@ -65,3 +65,18 @@ def test_value_state_dict_round_trip_and_mode_mismatch():
         separate.load_value_state_dict(state)
     with pytest.raises(ValueError, match="separate value model"):
         restored.load_value_state_dict(full_state)
+
+
+@pytest.mark.parametrize("mode", ["head", "separate"])
+def test_parameter_groups_split_policy_and_value_weights(mode):
+    model = PolicyAndValue(tiny_llama(), mode)
+    policy, own = model.parameter_groups()
+    assert {id(p) for p in policy}.isdisjoint(id(p) for p in own)
+    assert len(policy) + len(own) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert {id(p) for p in model.policy.parameters()} == {
+        id(p) for p in policy
+    }  # the shared backbone is the policy's
+    expected = list(model.value_head.parameters())
+    if mode == "separate":
+        expected += list(model.value_backbone.parameters())
+    assert {id(p) for p in expected} == {id(p) for p in own}

@@ -95,6 +95,12 @@ class TrainConfig:
         "head", "PPO value function: 'head' (scalar head on the policy) or 'separate' (own model)."
     )
     whiten_advantages: bool = _f(True, "PPO: normalise advantages per batch.")
+    value_learning_rate: float | None = _f(
+        None,
+        "PPO: learning rate of the value function's own weights (the head; the separate model). "
+        "Unset = 10 x --learning_rate: at the policy's rate a zero-initialised head needs dozens of steps "
+        "to reach the mean return.",
+    )
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
     # -- LoRA ------------------------------------------------------------------------------------------
     use_peft: bool = _f(False, "Train LoRA adapters instead of all weights.")
@@ -213,6 +219,10 @@ class TrainConfig:
         )
         need(self.vf_coef >= 0, f"--vf_coef must be >= 0, got {self.vf_coef}.")
         need(self.kl_coef >= 0, f"--kl_coef must be >= 0, got {self.kl_coef}.")
+        need(
+            self.value_learning_rate is None or self.value_learning_rate > 0,
+            f"--value_learning_rate must be > 0 (or unset for 10 x --learning_rate), got {self.value_learning_rate}.",
+        )
         need(
             self.kl_target is None or self.kl_target > 0,
             f"--kl_target must be > 0 (or unset for a fixed --kl_coef), got {self.kl_target}.",

@@ -97,6 +97,18 @@ class PolicyAndValue(nn.Module):
         values = self.value_head(hidden[:, -(n_last + 1) : -1])
         return logits, values
 
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """Trainable parameters as (policy's, value function's own), for separate learning rates.
+
+        With ``head`` the shared backbone counts as the policy's: it moves at the policy's rate.
+        """
+        own = [p for p in self.value_head.parameters() if p.requires_grad]
+        if self.value_backbone is not None:
+            own += [p for p in self.value_backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in own}
+        policy = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return policy, own
+
     def value_state_dict(self) -> dict[str, torch.Tensor]:
         """Trainable parameters of the value function (head, and the separate backbone's) for checkpoints."""
         out = {f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}
