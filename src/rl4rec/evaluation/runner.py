@@ -95,17 +95,15 @@ def read_ranks(run_dir: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _backfill_candidates(
-    run_dir: Path, done: dict[int, dict[str, Any]], examples: list[Example], candidates: Any
-) -> None:
+def _backfill_candidates(run_dir: Path, done: dict[int, dict[str, Any]], candidates: dict[int, int]) -> None:
     """Add candidate counts to records written before AUC existed, so ``rl4rec compare`` reports it.
 
     Ranks are untouched; the file is rewritten atomically, so an interruption leaves the old one.
     """
-    if all("candidates" in done[e.user_id] for e in examples):
+    if all("candidates" in done[user] for user in candidates):
         return
-    for ex, n in zip(examples, candidates, strict=True):
-        done[ex.user_id]["candidates"] = int(n)
+    for user, n in candidates.items():
+        done[user]["candidates"] = n
     lines = [json.dumps(r, ensure_ascii=False) for r in done.values()]
     atomic_write_text(run_dir / RANKS_FILE, "\n".join(lines) + "\n")
 
@@ -160,6 +158,9 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     run_dir = config.resolved_run_dir()
     ident = identity(config, embedder_id)
     done = _prepare_run_dir(run_dir, ident, config)
+    # Candidates per user (catalogue minus masked history): AUC's denominator, stored with each rank.
+    counts = count_candidates(dataset.n_items, [e.target for e in examples], [e.history for e in examples])
+    candidates = dict(zip((e.user_id for e in examples), counts.tolist(), strict=True))
     todo = [e for e in examples if e.user_id not in done]
     if done:
         logger.info("evaluate: resuming %s, %d of %d users already ranked", run_dir, len(done), len(examples))
@@ -179,7 +180,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                         "user_id": ex.user_id,
                         "target": ex.target,
                         "rank": rank,
-                        "candidates": int(count_candidates(dataset.n_items, [ex.target], [ex.history])[0]),
+                        "candidates": candidates[ex.user_id],
                     }
                     if query is not None:
                         record["query"] = query
@@ -189,10 +190,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 _append(run_dir / RANKS_FILE, records)
                 bar.update(len(part))
     ranks = [int(done[e.user_id]["rank"]) for e in examples]
-    candidates = count_candidates(
-        dataset.n_items, [e.target for e in examples], [e.history for e in examples]
-    )
-    _backfill_candidates(run_dir, done, examples, candidates)
+    _backfill_candidates(run_dir, done, candidates)
     seconds = time.monotonic() - started
     result = {
         "dataset": config.dataset,
@@ -214,7 +212,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 "interval": "95% percentile",
             },
         },
-        "metrics": metric_table(ranks, config.ks, config.bootstrap_samples, config.seed, candidates),
+        "metrics": metric_table(ranks, config.ks, config.bootstrap_samples, config.seed, list(candidates.values())),
         "median_rank": float(sorted(ranks)[len(ranks) // 2]),
         "run": {
             "seconds": round(seconds, 2),
