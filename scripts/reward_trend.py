@@ -33,13 +33,15 @@ def trend(rows: list[dict], window: int, samples: int = 10_000, seed: int = 0) -
         rng = np.random.default_rng(seed)
         boot = rng.choice(b, (samples, b.size)).mean(1) - rng.choice(a, (samples, a.size)).mean(1)
         lo, hi = np.percentile(boot, [2.5, 97.5])
+    first_mean = float(np.mean([r["reward"] for r in first]))
+    last_mean = float(np.mean([r["reward"] for r in last]))
     return {
         "steps": len(rows),
-        "first_mean": float(np.mean([r["reward"] for r in first])),
-        "last_mean": float(np.mean([r["reward"] for r in last])),
+        "first_mean": first_mean,
+        "last_mean": last_mean,
         "first_batches": int(a.size),
         "last_batches": int(b.size),
-        "diff": float(np.mean([r["reward"] for r in last]) - np.mean([r["reward"] for r in first])),
+        "diff": last_mean - first_mean,
         "diff_ci95_low": float(lo),
         "diff_ci95_high": float(hi),
     }

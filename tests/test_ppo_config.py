@@ -20,7 +20,7 @@ def test_ppo_flags_parse_with_their_defaults_and_overrides():
     assert (config.value_model, config.kl_target, config.kl_coef) == ("separate", 6.0, 0.2)
     assert (config.gamma, config.lam, config.cliprange, config.cliprange_value) == (0.99, 0.9, 0.1, 0.3)
     assert (config.vf_coef, config.max_grad_norm) == (0.5, 0.5)
-    from rl4rec.training.ppo.trainer import value_learning_rate
+    from rl4rec.training.ppo.optim import value_learning_rate
 
     assert default.value_learning_rate is None and value_learning_rate(default) == 10 * default.learning_rate
     explicit = parse_train_args(["--algorithm", "ppo", "--value_learning_rate", "3e-4"])

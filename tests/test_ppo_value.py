@@ -80,3 +80,26 @@ def test_parameter_groups_split_policy_and_value_weights(mode):
     if mode == "separate":
         expected += list(model.value_backbone.parameters())
     assert {id(p) for p in expected} == {id(p) for p in own}
+
+
+def test_optimizer_gives_the_value_function_its_own_rate_and_refuses_one_group_checkpoints(tmp_path):
+    from types import SimpleNamespace
+
+    from rl4rec.errors import ConfigError
+    from rl4rec.training.ppo import state as S
+    from rl4rec.training.ppo.optim import build_optimizer
+
+    model = PolicyAndValue(tiny_llama(), "head")
+    config = SimpleNamespace(learning_rate=1e-5, value_learning_rate=None)
+    optimizer, scheduler = build_optimizer(model, config, total_updates=10)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-5, 1e-4])
+    assert scheduler.get_last_lr() == pytest.approx([1e-5, 1e-4])
+    S.load_optimizer(_saved(tmp_path, optimizer), optimizer)  # its own state round-trips
+    old = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)  # before d484bf8
+    with pytest.raises(ConfigError, match=r"1 parameter group.*start a new run"):
+        S.load_optimizer(_saved(tmp_path, old), optimizer)
+
+
+def _saved(folder, optimizer):
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    return folder

@@ -135,6 +135,19 @@ def load_value(path: Path, model: PolicyAndValue) -> None:
         raise ConfigError(f"{path}: cannot restore the value function ({exc}).") from None
 
 
+def load_optimizer(path: Path, optimizer: Any) -> None:
+    """Optimizer state of a step checkpoint; checkpoints from before the value function had its own
+    learning rate hold one parameter group and cannot be continued."""
+    state = torch.load(path / OPTIMIZER_FILE, map_location="cpu")
+    if len(state["param_groups"]) != len(optimizer.param_groups):
+        raise ConfigError(
+            f"{path}: its optimizer state has {len(state['param_groups'])} parameter group(s), "
+            f"this run has {len(optimizer.param_groups)} (policy and value function). The checkpoint "
+            "comes from an older rl4rec; start a new run, or load its weights with --model_name."
+        )
+    optimizer.load_state_dict(state)
+
+
 def load_rng(path: Path, rank: int) -> dict[str, Any] | None:
     file = path / RNG_FILE
     if not file.is_file():

@@ -23,13 +23,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
-from transformers import TrainerControl, TrainerState, get_scheduler
+from transformers import TrainerControl, TrainerState
 
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.policy.generation import render_prompts
 from rl4rec.training.checkpoints import FINAL_NAME, step_dir
 from rl4rec.training.ppo import losses as L
 from rl4rec.training.ppo import state as S
+from rl4rec.training.ppo.optim import build_optimizer
 from rl4rec.training.ppo.rollout import (
     HFSampler,
     Rollout,
@@ -49,18 +50,6 @@ logger = logging.getLogger(__name__)
 def run_ppo(trainer: Any, device: str, resume_from: Path | None, reward: Any = None) -> Any:
     """Train ``trainer.config`` with PPO; ``reward`` (a TRL-style reward function) overrides the configured one."""
     return PPORun(trainer, device, resume_from, reward).train()
-
-
-def value_learning_rate(config: Any) -> float:
-    """The value function's rate: ``--value_learning_rate``, else 10x the policy's.
-
-    Adam moves each weight by about the learning rate per step whatever ``--vf_coef`` is, so at the
-    policy's 1e-5 the zero-initialised head took 40 steps to reach 0.2 against returns of 0.3-0.5
-    (explained variance ~0), and the whitened advantages were mostly how hard each user is.
-    """
-    if config.value_learning_rate is not None:
-        return float(config.value_learning_rate)
-    return 10.0 * float(config.learning_rate)
 
 
 def _bf16(device: str) -> bool:
@@ -155,17 +144,7 @@ class PPORun:
         n = len(self.dataset)
         self.total_steps = max(1, min(config.max_steps, math.ceil(config.num_epochs * n / config.batch_size)))
         per_step = config.ppo_epochs * (self.local_batch // config.mini_batch_size)
-        policy_params, value_params = model.parameter_groups()
-        params = [
-            {"params": policy_params, "lr": config.learning_rate},
-            {"params": value_params, "lr": value_learning_rate(config)},
-        ]
-        try:  # the fused kernel is ~9x faster than the per-tensor loop on CPU (torch picks it only on CUDA)
-            optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0, fused=True)
-        except (RuntimeError, ValueError):
-            optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-        # Linear decay over the whole run, as the GRPO path (HF's default); stepped once per optimizer step.
-        self.scheduler = get_scheduler("linear", optimizer, 0, self.total_steps * per_step)
+        optimizer, self.scheduler = build_optimizer(model, config, self.total_steps * per_step)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.unwrapped: PolicyAndValue = acc.unwrap_model(self.model)
         if self.ref_model is not None:
@@ -186,14 +165,7 @@ class PPORun:
         state = S.load_trainer_state(path)
         self.start_step = int(state["global_step"])
         self.kl_ctl.load_state_dict(state)
-        optimizer_state = torch.load(path / S.OPTIMIZER_FILE, map_location="cpu")
-        if len(optimizer_state["param_groups"]) != len(self.optimizer.param_groups):
-            raise ConfigError(
-                f"{path}: its optimizer state has {len(optimizer_state['param_groups'])} parameter group(s), "
-                f"this run has {len(self.optimizer.param_groups)} (policy and value function). The checkpoint "
-                "comes from an older rl4rec; start a new run, or load its weights with --model_name."
-            )
-        self.optimizer.load_state_dict(optimizer_state)
+        S.load_optimizer(path, self.optimizer)
         self.scheduler.load_state_dict(torch.load(path / S.SCHEDULER_FILE))
         rng = S.load_rng(path, self.acc.process_index)
         if rng is not None:
