@@ -46,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from rl4rec.data import leave_one_out, load_dataset
     from rl4rec.evaluation.config import EvalConfig
-    from rl4rec.evaluation.methods import LastItemQuery
-    from rl4rec.evaluation.policy_queries import build_generated_query
+    from rl4rec.evaluation.methods import LastItemQuery, make_method
+    from rl4rec.evaluation.statistics import per_user
     from rl4rec.retrieval.service import RetrievalService
-    from rl4rec.rewards.metrics import summarize_ranks
+
+    def mean_metrics(ranks: list[int]) -> dict[str, float]:
+        return {name: float(values.mean()) for name, values in per_user(ranks, [10]).items()}
 
     data = load_dataset(args.dataset, args.data_dir)
     examples = leave_one_out(data.sequences, "test").examples
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = EvalConfig(dataset=args.dataset, data_dir=args.data_dir, method="zero-shot", device="cpu",
                         backend="hf", max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)  # fmt: skip
-    zero_shot = build_generated_query(config, data, service)
+    zero_shot = make_method(config, data, service)
     settings = zero_shot.generator.settings
     llm = examples[: args.llm_users]
     zero_shot.queries(llm[:1])  # warm-up
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "users": len(base),
             "seconds": base_s,
             "users_per_s": base_rate,
-            "metrics": summarize_ranks(base_ranks, ks=(10,)),
+            "metrics": mean_metrics(base_ranks),
         },
         "zero_shot": {
             "users": len(llm),
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             "generation_s": t1 - t0,
             "retrieval_s": t2 - t1,
             "generation_fraction": (t1 - t0) / (t2 - t0),
-            "metrics": summarize_ranks(llm_ranks, ks=(10,)),
+            "metrics": mean_metrics(llm_ranks),
             "example": generated[0],
         },
         "zero_shot_vs_last_item_speed": llm_rate / base_rate,

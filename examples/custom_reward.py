@@ -4,7 +4,11 @@ Run it against the in-process service on the built-in data:
 
     python examples/custom_reward.py --dataset ml-100k --data_dir data
 
-Use it in training by passing an instance to ``rl4rec.rewards.to_trl_reward`` (see README).
+Train with it in place of the built-in reward (from the repository root):
+
+    rl4rec train --reward_fn examples.custom_reward:CustomRewardFunction --dataset_name ml-100k --device cpu
+
+or in Python: ``TRLTrainer(config, reward_fn=CustomRewardFunction).train()`` (see README).
 """
 
 from __future__ import annotations

@@ -76,15 +76,6 @@ def assert_loadable(checkpoint: Path) -> None:
 # -- Ray service faults ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_head():
-    from rl4rec.retrieval.ray_service import connect, local_head
-
-    with local_head() as address:
-        connect(address)
-        yield address
-
-
 @pytest.fixture
 def service(ray_head, ml100k_dir, request):
     """Starts a uniquely named actor; stops it after the test, whatever happened."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl4rec.rewards.metrics import (
+from rl4rec.metrics import (
     auc_from_ranks,
     calculate_auc,
     calculate_hit,
@@ -17,9 +17,9 @@ from rl4rec.rewards.metrics import (
     calculate_ndcg,
     compute_ranks,
     count_candidates,
+    metrics_at,
     reward_from_ranks,
     reward_name,
-    summarize_ranks,
 )
 
 
@@ -86,7 +86,7 @@ def test_hand_computed_case():
     assert ranks.tolist() == [3, 1, 3]
     np.testing.assert_allclose(reward_from_ranks(ranks, "ndcg", 2), [0.0, 1.0, 0.0])
     np.testing.assert_allclose(reward_from_ranks(ranks, "mrr", 3), [1 / 3, 1.0, 1 / 3])
-    summary = summarize_ranks([1, 3, 30], ks=(5,))
+    summary = {name: values.mean() for name, values in metrics_at([1, 3, 30], ks=(5,)).items()}
     assert summary["hit@5"] == pytest.approx(2 / 3)
     assert summary["ndcg@5"] == pytest.approx((1 + 1 / math.log2(4)) / 3)
 

@@ -56,7 +56,5 @@ def test_bad_ppo_values_fail_fast(flags, message):
 def test_validate_runs_on_programmatic_configs_too():
     with pytest.raises(ConfigError, match="--kl_target must be > 0"):
         TrainConfig(algorithm="ppo", kl_target=-2.0).validate()
-    assert (
-        TrainConfig(algorithm="ppo", batch_size=4, mini_batch_size=2).validate().gradient_accumulation_steps
-        == 2
-    )
+    config = TrainConfig(algorithm="ppo", batch_size=4, mini_batch_size=2)
+    assert config.validate() is config

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from rl4rec import metrics
 from rl4rec.errors import ConfigError, Rl4recError
-from rl4rec.rewards import metrics
 
 ARGUMENT_WORDS = ("generated_texts", "target_items", "history_items", "dataset_name", "reward_type",
                   "k must", "mixed_weight", "scores", "target", "history")  # fmt: skip

@@ -12,10 +12,10 @@ import pytest
 
 from rl4rec.data import leave_one_out
 from rl4rec.errors import ConfigError
+from rl4rec.metrics import calculate_auc, compute_ranks, reward_from_ranks
 from rl4rec.retrieval import EmbedderConfig, ItemIndex, RetrievalService
+from rl4rec.retrieval.shared import local_service
 from rl4rec.rewards import RLRewardFunction, create_reward_function, to_async_trl_reward, to_trl_reward
-from rl4rec.rewards.base import local_service
-from rl4rec.rewards.metrics import calculate_auc, compute_ranks, reward_from_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 

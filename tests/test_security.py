@@ -17,15 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    from rl4rec.retrieval.ray_service import connect, local_head
-
-    with local_head() as address:
-        connect(address)
-        yield address
-
-
-@pytest.fixture(scope="module")
 def service(ray_head, ml100k_dir):
     from rl4rec.retrieval import ray_service
 

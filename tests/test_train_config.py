@@ -158,7 +158,7 @@ def test_log_with_backends(monkeypatch):
 
 
 def test_auc_reward_parses_and_is_named_without_k():
-    from rl4rec.rewards.metrics import reward_name
+    from rl4rec.metrics import reward_name
 
     config = parse_train_args(["--device", "cpu", "--reward_type", "auc", "--k", "10"])
     assert config.reward_type == "auc" and reward_name(config.reward_type, config.k) == "auc"

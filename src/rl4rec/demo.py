@@ -1,7 +1,7 @@
 """``make demo`` / ``rl4rec demo``: the main job on the built-in data, end to end on a CPU.
 
 prepare ml-100k -> show a prompt -> train the offline default policy with GRPO -> evaluate it against the
-untrained policy and the no-LLM baselines on held-out test users -> paired comparison -> report.
+untrained policy and the no-LLM baselines (history-fusion with weights tuned on validation users) on held-out test users -> paired comparison -> report.
 Every step is an ordinary rl4rec command; the demo only chooses small, CPU-sized settings and prints
 the equivalent command lines so a user can rerun or scale any step.
 """
@@ -26,7 +26,7 @@ DEMO_TRAIN_FLAGS = [
     "--batch_size", "8", "--num_generations", "4", "--mini_batch_size", "8", "--ppo_epochs", "1",
     "--max_new_tokens", "32", "--max_length", "256", "--log_with", "none",
 ]  # fmt: skip
-BASELINES = ("random", "popularity", "last-item", "history-mean")
+BASELINES = ("random", "popularity", "last-item", "history-mean", "history-fusion")
 
 
 def _run(argv: list[str]) -> None:
@@ -71,9 +71,13 @@ def demo_main(argv: list[str]) -> int:
         "--seed",
         str(args.seed),
     ]
+    # history-fusion's weights are chosen on validation users only, then read by the test evaluation
+    fusion = evals / "fusion-history.json"
+    _run(["tune-fusion", "--dataset", "ml-100k", "--data_dir", args.data_dir, "--output", str(fusion)])
     for method in BASELINES:
+        extra = ["--fusion", str(fusion)] if method == "history-fusion" else []
         _run(["evaluate", *common, "--method", method, "--run_dir", str(evals / method),
-              "--output", str(evals / f"{method}.json")])  # fmt: skip
+              "--output", str(evals / f"{method}.json"), *extra])  # fmt: skip
     llm = ["--num_users", str(args.eval_users), "--max_new_tokens", "32"]
     _run(["evaluate", *common, *llm, "--method", "zero-shot", "--run_dir", str(evals / "zero-shot"),
           "--output", str(evals / "zero-shot.json")])  # fmt: skip

@@ -47,6 +47,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="user sample, random baseline, bootstrap")
     p.add_argument("--ks", type=_ks, default=d.ks, help="cut-offs, e.g. 5,10,20")
     p.add_argument("--history_n", type=int, default=d.history_n, help="items averaged by history-mean")
+    p.add_argument("--sasrec_epochs", type=int, default=d.sasrec_epochs, help="sasrec: most training epochs")
+    p.add_argument("--sasrec_patience", type=int, default=d.sasrec_patience,
+                   help="sasrec: stop after this many epochs without better validation NDCG@10")  # fmt: skip
+    p.add_argument("--sasrec_dropout", type=float, default=d.sasrec_dropout)
+    p.add_argument("--sasrec_seed", type=int, default=d.sasrec_seed, help="sasrec: init and batch order")
     p.add_argument("--max_new_tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy (default)")
     p.add_argument("--top_p", type=float, default=d.top_p)
@@ -62,6 +67,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--embedder", default=d.embedder, help="sentence-embedding model (default: all-MiniLM-L6-v2)"
     )
+    p.add_argument("--fusion", default=None,
+                   help="fusion file from `rl4rec tune-fusion`: rank by text + history + co-occurrence "
+                        "(last-item, zero-shot, policy; history-fusion uses its history weights)")  # fmt: skip
+    p.add_argument("--queries_from", default=None,
+                   help="zero-shot/policy: re-rank the query texts of this earlier evaluate run (same split "
+                        "and users) instead of generating them again, e.g. to add --fusion")  # fmt: skip
     p.add_argument("--bootstrap_samples", type=int, default=d.bootstrap_samples)
     p.add_argument("--run_dir", default=None, help="default: outputs/eval/DATASET-SPLIT-METHOD")
     p.add_argument("--output", default=None, help="also write the result JSON here")

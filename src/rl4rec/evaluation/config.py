@@ -14,9 +14,11 @@ from typing import Any
 from rl4rec.data.splits import check_split
 from rl4rec.errors import ConfigError
 
-BASELINE_METHODS = ("random", "popularity", "last-item", "history-mean")
+BASELINE_METHODS = ("random", "popularity", "last-item", "history-mean", "history-fusion", "sasrec")
 LLM_METHODS = ("zero-shot", "policy")
 METHODS = BASELINE_METHODS + LLM_METHODS
+#: Methods whose ranking can fuse the query text with the history (``--fusion FILE``).
+FUSION_METHODS = ("last-item", "history-fusion", "zero-shot", "policy")
 #: LLM methods run on a fixed, seeded sample of this many users unless --num_users says otherwise.
 DEFAULT_LLM_USERS = 500
 DEFAULT_POLICY = "smollm2-135m-instruct"
@@ -36,6 +38,12 @@ class EvalConfig:
     ks: tuple[int, ...] = (5, 10, 20)
     #: Most recent history items averaged by ``history-mean``.
     history_n: int = 10
+    # -- sasrec (trained once per setting, then reused from the cache; --device picks cpu/cuda) --------
+    sasrec_epochs: int = 200
+    #: Stop after this many epochs without a better validation NDCG@10.
+    sasrec_patience: int = 10
+    sasrec_dropout: float = 0.5
+    sasrec_seed: int = 0
     # -- generation (LLM methods) -------------------------------------------------------------------
     max_new_tokens: int = 64
     #: 0 = greedy (the default: one deterministic query per user).
@@ -49,6 +57,11 @@ class EvalConfig:
     max_history_items: int | None = None
     prompt_order: str | None = None
     embedder: str = "default"
+    #: Fusion file (``rl4rec tune-fusion``): text methods rank by the fused score; ``history-fusion``
+    #: uses its history weights (its text weight is ignored). None: text only / the built-in weights.
+    fusion: str | None = None
+    #: Re-rank the query texts of this earlier evaluate run (same dataset, split, users) instead of generating.
+    queries_from: str | None = None
     # -- statistics and output ---------------------------------------------------------------------
     bootstrap_samples: int = 1000
     run_dir: str | None = None
@@ -71,6 +84,8 @@ class EvalConfig:
         suffix = ""
         if self.method == "policy" and self.model:
             suffix = "-" + Path(self.model.rstrip("/")).name
+        if self.fusion and self.method != "history-fusion":
+            suffix += "-fusion"
         return Path("outputs") / "eval" / f"{self.dataset}-{self.split}-{self.method}{suffix}"
 
     def validate(self) -> EvalConfig:
@@ -92,6 +107,9 @@ class EvalConfig:
             bool(self.ks) and all(k >= 1 for k in self.ks), f"--ks must be positive integers, got {self.ks}."
         )
         need(self.history_n >= 1, f"--history_n must be >= 1, got {self.history_n}.")
+        need(self.sasrec_epochs >= 1, f"--sasrec_epochs must be >= 1, got {self.sasrec_epochs}.")
+        need(self.sasrec_patience >= 1, f"--sasrec_patience must be >= 1, got {self.sasrec_patience}.")
+        need(0 <= self.sasrec_dropout < 1, f"--sasrec_dropout must be in [0, 1), got {self.sasrec_dropout}.")
         need(self.max_new_tokens >= 1, f"--max_new_tokens must be >= 1, got {self.max_new_tokens}.")
         need(self.temperature >= 0, f"--temperature must be >= 0 (0 = greedy), got {self.temperature}.")
         need(0 < self.top_p <= 1, f"--top_p must be in (0, 1], got {self.top_p}.")
@@ -111,6 +129,14 @@ class EvalConfig:
         need(
             self.prompt_order in (None, "oldest_first", "recent_first"),
             f"--prompt_order must be oldest_first or recent_first, got {self.prompt_order!r}.",
+        )
+        need(
+            self.fusion is None or self.method in FUSION_METHODS,
+            f"--fusion applies to {', '.join(FUSION_METHODS)}; drop it for {self.method}.",
+        )
+        need(
+            self.queries_from is None or self.method in LLM_METHODS,
+            f"--queries_from applies to {', '.join(LLM_METHODS)}; drop it for {self.method}.",
         )
         if self.model and self.method not in LLM_METHODS:
             raise ConfigError(f"--model is only used by {', '.join(LLM_METHODS)}; drop it for {self.method}.")

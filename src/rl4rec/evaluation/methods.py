@@ -1,7 +1,7 @@
 """What is evaluated: the no-LLM baselines and the LLM query writers, behind one interface.
 
 Every method turns a chunk of examples into 1-based ranks of their targets over the full catalogue,
-history masked, ties pessimistic (:func:`rl4rec.rewards.metrics.compute_ranks`). Text methods
+history masked, ties pessimistic (:func:`rl4rec.metrics.compute_ranks`). Text methods
 (``last-item``, ``zero-shot``, ``policy``) go through the same :class:`RetrievalService` ranking as
 the training reward, so an evaluation number and a training reward mean the same thing.
 
@@ -12,10 +12,13 @@ Baselines, and why each is here:
 - ``last-item``: the last history item's text as the query. An LLM query writer is only worth its
   cost if it beats this.
 - ``history-mean``: the mean item embedding of the last n history items, a query that needs no text.
+- ``sasrec``: a trained sequential recommender (full-softmax SASRec, :mod:`rl4rec.evaluation.sasrec`),
+  the bar an LLM recommender has to clear on ID data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +29,8 @@ import torch
 from rl4rec.data.dataset import RecDataset
 from rl4rec.data.splits import Example, training_interactions
 from rl4rec.evaluation.config import EvalConfig
-from rl4rec.rewards.metrics import compute_ranks
+from rl4rec.metrics import compute_ranks
+from rl4rec.retrieval.fusion import FusionConfig, load_fusion
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +108,10 @@ class HistoryMeanScores(ScoreMethod):
 
 
 class TextMethod(Method):
-    """Writes one query text per example and ranks it with the retrieval service."""
+    """Writes one query text per example and ranks it with the retrieval service (fused when configured)."""
+
+    #: History-aware scoring (:mod:`rl4rec.retrieval.fusion`), set by :func:`make_method` from --fusion.
+    fusion: FusionConfig | None = None
 
     def __init__(self, service: Any, dataset_name: str) -> None:
         self.service = service
@@ -116,9 +123,26 @@ class TextMethod(Method):
     def rank(self, examples: Sequence[Example]) -> Ranked:
         texts = self.queries(examples)
         ranks = self.service.rank(
-            texts, self.dataset_name, [e.target for e in examples], _histories(examples)
+            texts, self.dataset_name, [e.target for e in examples], _histories(examples), self.fusion
         )
         return [int(r) for r in ranks], list(texts)
+
+
+class HistoryFusion(TextMethod):
+    """No text: recency-weighted similarity to the history plus item co-occurrence (fusion with w_text 0).
+
+    The strongest training-free baseline an LLM query writer has to add to; it runs through the same
+    service scoring as the fused reward, with an empty query.
+    """
+
+    name = "history-fusion"
+
+    def __init__(self, service: Any, dataset_name: str, fusion: FusionConfig) -> None:
+        super().__init__(service, dataset_name)
+        self.fusion = dataclasses.replace(fusion, w_text=0.0)
+
+    def queries(self, examples: Sequence[Example]) -> list[str]:
+        return [""] * len(examples)
 
 
 class LastItemQuery(TextMethod):
@@ -143,8 +167,27 @@ class GeneratedQuery(TextMethod):
         return self.generator.generate([self.builder.build(e.history) for e in examples])
 
 
+#: history-fusion's weights when no --fusion file is given (tune them: `rl4rec tune-fusion`).
+DEFAULT_HISTORY_FUSION = FusionConfig(w_text=0.0, w_hist=1.0, w_co=1.0)
+
+
+def resolve_fusion(config: EvalConfig) -> FusionConfig | None:
+    """The fusion a run uses: its --fusion file, history-fusion's built-in weights, or None (text only)."""
+    fusion = load_fusion(config.fusion)
+    if config.method == "history-fusion":
+        return dataclasses.replace(fusion or DEFAULT_HISTORY_FUSION, w_text=0.0)
+    return fusion
+
+
 def make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Method:
     """The method ``config.method`` names (LLM methods load their policy here)."""
+    method = _make_method(config, dataset, service)
+    if isinstance(method, TextMethod):
+        method.fusion = resolve_fusion(config)
+    return method
+
+
+def _make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Method:
     if config.method == "random":
         return RandomScores(dataset.n_items, config.seed)
     if config.method == "popularity":
@@ -153,6 +196,18 @@ def make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Method
         return HistoryMeanScores(service.item_embeddings(dataset.name), config.history_n)
     if config.method == "last-item":
         return LastItemQuery(service, dataset)
-    from rl4rec.evaluation.policy_queries import build_generated_query
+    if config.method == "history-fusion":
+        return HistoryFusion(service, dataset.name, DEFAULT_HISTORY_FUSION)
+    if config.queries_from:
+        from rl4rec.evaluation.stored_queries import StoredQuery, read_queries
 
-    return build_generated_query(config, dataset, service)
+        _, texts = read_queries(config.queries_from, dataset.name, config.split)
+        return StoredQuery(service, dataset.name, texts, config.queries_from, config.method)
+    if config.method == "sasrec":
+        from rl4rec.evaluation.sasrec import sasrec_method
+
+        return sasrec_method(config, dataset)
+    from rl4rec.evaluation.policy_queries import load_query_writer
+
+    builder, generator = load_query_writer(config, dataset)
+    return GeneratedQuery(service, dataset.name, builder, generator, config.method)

@@ -1,5 +1,8 @@
 """LLM methods (``zero-shot``, ``policy``): load the policy, rebuild its training prompts, generate.
 
+This module loads the query writer (prompt builder and generator) and knows nothing of methods:
+:func:`rl4rec.evaluation.methods.make_method` wraps it in a ``GeneratedQuery`` (one import direction).
+
 A trained policy is evaluated with the prompt settings it was trained with (read from the
 checkpoint's ``run_config.json``), so a change in prompt budget or order cannot masquerade as a
 training effect. Flags given on the command line still win and are recorded in the protocol.
@@ -16,7 +19,6 @@ from rl4rec.data.dataset import RecDataset
 from rl4rec.data.prompts import PromptBuilder, PromptConfig
 from rl4rec.errors import DataError
 from rl4rec.evaluation.config import DEFAULT_POLICY, EvalConfig
-from rl4rec.evaluation.methods import GeneratedQuery
 from rl4rec.training.checkpoints import RUN_CONFIG
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
     return out
 
 
-def build_generated_query(config: EvalConfig, dataset: RecDataset, service: Any) -> GeneratedQuery:
+def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBuilder, Any]:
+    """The prompt builder and the generator of an LLM method (its policy loaded on ``config.device``)."""
     from rl4rec.policy.generation import GenerationSettings, make_generator
     from rl4rec.policy.loading import load_policy, resolve_model_path
     from rl4rec.retrieval.embedder import resolve_device
@@ -78,4 +81,4 @@ def build_generated_query(config: EvalConfig, dataset: RecDataset, service: Any)
     logger.info(
         "evaluate: %s with %s on %s (%s)", config.method, model_name, device, type(generator).__name__
     )
-    return GeneratedQuery(service, dataset.name, builder, generator, config.method)
+    return builder, generator

@@ -24,7 +24,7 @@ from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.statistics import metric_table
 from rl4rec.io import atomic_write_json, atomic_write_text
-from rl4rec.rewards.metrics import count_candidates
+from rl4rec.metrics import count_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,21 @@ def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
     }
     if config.method == "history-mean":
         ident["history_n"] = config.history_n
+    from rl4rec.evaluation.methods import resolve_fusion
+
+    fusion = resolve_fusion(config)
+    if fusion is not None:
+        ident["fusion"] = fusion.to_dict()
+    if config.method == "sasrec":
+        from rl4rec.evaluation.sasrec import sasrec_config
+
+        ident["sasrec"] = sasrec_config(config).key_fields()
+    if config.queries_from:  # the texts are that run's: its model, prompts and decoding are the identity
+        from rl4rec.evaluation.stored_queries import read_queries
+
+        source, _ = read_queries(config.queries_from, config.dataset, config.split)
+        ident["queries_from"] = {"run_dir": str(Path(config.queries_from).resolve()), **source}
+        return ident
     if config.is_llm:
         from rl4rec.evaluation.policy_queries import DEFAULT_POLICY, prompt_settings
 
@@ -136,7 +151,7 @@ def _append(path: Path, records: list[dict[str, Any]]) -> None:
 
 def _service(config: EvalConfig) -> Any:
     from rl4rec.retrieval.embedder import EmbedderConfig
-    from rl4rec.rewards.base import local_service
+    from rl4rec.retrieval.shared import local_service
 
     return local_service(config.dataset, config.data_dir, EmbedderConfig(model_name=config.embedder))
 
@@ -149,7 +164,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     examples = sample_users(split.examples, config.users_to_evaluate(), config.seed)
     if not examples:
         raise DataError(f"{config.dataset}: no user has enough items for the {config.split} split.")
-    needs_service = config.method not in ("random", "popularity")
+    needs_service = config.method not in ("random", "popularity", "sasrec")
     service = _service(config) if needs_service else None
     embedder_id = None
     if service is not None:  # a readable name for tables; the item-index cache key holds the exact weights

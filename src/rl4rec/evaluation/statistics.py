@@ -3,7 +3,7 @@
 Ranking metrics on a few hundred users are noisy (the original project saw ±50 % between seeds), so
 every mean comes with a 95 % percentile-bootstrap interval over users, and two methods are compared
 on the *same* users with a paired bootstrap of the per-user differences, which is far tighter than
-comparing two independent intervals. Per-user values come from :mod:`rl4rec.rewards.metrics`, the
+comparing two independent intervals. Per-user values come from :mod:`rl4rec.metrics`, the
 only metric implementation.
 """
 
@@ -13,10 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rl4rec.rewards.metrics import auc_from_ranks, hit_from_ranks, mrr_from_ranks, ndcg_from_ranks
-
-_METRICS = {"hit": hit_from_ranks, "ndcg": ndcg_from_ranks, "mrr": mrr_from_ranks}
-METRIC_NAMES = tuple(_METRICS)
+from rl4rec.metrics import auc_from_ranks, metrics_at
 
 
 def per_user(
@@ -28,7 +25,7 @@ def per_user(
     whose NDCG@10 intervals both sit on zero.
     """
     r = np.asarray(ranks, dtype=np.int64)
-    out = {f"{name}@{k}": np.asarray(fn(r, k), dtype=np.float64) for k in ks for name, fn in _METRICS.items()}
+    out = metrics_at(r, ks)
     if candidates is not None:
         out["auc"] = np.asarray(auc_from_ranks(r, np.asarray(candidates, dtype=np.int64)), dtype=np.float64)
     return out

@@ -8,6 +8,17 @@ import json
 from rl4rec.retrieval.ray_service import NAMESPACE, SERVICE_NAME
 
 
+def _resource(text: str) -> tuple[str, float]:
+    name, sep, qty = text.partition("=")
+    try:
+        value = float(qty)
+    except ValueError:
+        value = -1.0
+    if not sep or not name or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected NAME=QUANTITY with a positive quantity, got {text!r}")
+    return name, value
+
+
 def serve_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="rl4rec serve",
@@ -36,6 +47,15 @@ def serve_main(argv: list[str]) -> int:
     )
     parser.add_argument("--num_cpus", type=float, default=1)
     parser.add_argument("--num_gpus", type=float, default=0)
+    parser.add_argument(
+        "--resources",
+        nargs="+",
+        type=_resource,
+        default=[],
+        metavar="NAME=QTY",
+        help="custom Ray resources the actor needs, e.g. retrieval_node=1: Ray places it only on a node started "
+        "with them (ray start --resources='{\"retrieval_node\": 1}')",
+    )
     parser.add_argument("--max_concurrency", type=int, default=8, help="concurrent calls the actor serves")
     parser.add_argument("--replace", action="store_true", help="stop a running service first (reload data)")
     parser.add_argument(
@@ -78,6 +98,7 @@ def serve_main(argv: list[str]) -> int:
         address=address,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
+        resources=dict(args.resources),
         max_concurrency=args.max_concurrency,
         replace=args.replace,
     )

@@ -23,15 +23,16 @@ import torch
 
 from rl4rec.data.dataset import load_dataset
 from rl4rec.errors import ConfigError
-from rl4rec.retrieval.embedder import Embedder, EmbedderConfig
-from rl4rec.retrieval.item_index import ItemIndex
-from rl4rec.rewards.metrics import (
+from rl4rec.metrics import (
     DEFAULT_MIXED_WEIGHT,
-    REWARD_TYPES,
+    check_reward_args,
     compute_ranks,
     count_candidates,
     reward_from_ranks,
 )
+from rl4rec.retrieval.embedder import Embedder, EmbedderConfig
+from rl4rec.retrieval.fusion import FusionConfig, HistorySignals, load_fusion
+from rl4rec.retrieval.item_index import ItemIndex
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ class RetrievalService:
         self.cache_root = Path(cache_root) if cache_root else None
         self.show_progress = show_progress
         self._indexes: dict[str, ItemIndex] = {}
+        self._sequences: dict[str, dict[int, list[int]]] = {}
+        self._signals: dict[str, HistorySignals] = {}
         self._lock = threading.Lock()  # guards index loading; scoring is thread-safe
         self._timing_lock = threading.Lock()
         #: Concurrent calls share embedder batches (``batch_requests=False``: each call encodes alone).
@@ -157,6 +160,8 @@ class RetrievalService:
         index = ItemIndex.load_or_build(dataset, self.embedder, self.cache_root, self.show_progress)
         with self._lock:
             self._indexes[name] = index
+            self._sequences[name] = dataset.sequences
+            self._signals.pop(name, None)
         logger.info("retrieval service: %s loaded (%d items)", name, index.n_items)
         return index.n_items
 
@@ -299,11 +304,48 @@ class RetrievalService:
             self._add_timings(encode=t1 - t0, encode_batches=1.0 if live else 0.0, encoded_texts=len(live))
         return scores, dead
 
-    def get_scores(self, generated_texts: Sequence[str], dataset_name: str = "beauty") -> np.ndarray:
-        """Similarity of each text to every item: ``[B, n_items]`` float32, column j = item j+1."""
+    def history_signals(self, dataset_name: str) -> HistorySignals:
+        """The dataset's fusion state (co-occurrence tables are built on first use, then kept)."""
         index = self._index(dataset_name)
-        scores, _ = self._score_tensor(self._texts(generated_texts), index)
-        return scores.cpu().numpy()
+        with self._lock:
+            if dataset_name not in self._signals:
+                self._signals[dataset_name] = HistorySignals(index.embeddings, self._sequences[dataset_name])
+            return self._signals[dataset_name]
+
+    def _fused(
+        self,
+        texts: list[str],
+        dataset_name: str,
+        histories: list[list[int]],
+        fusion: FusionConfig | None,
+    ) -> torch.Tensor:
+        """Scores of each text (text-only, or fused with the history when ``fusion`` says so)."""
+        index = self._index(dataset_name)
+        if fusion is None or fusion.text_only:
+            scores, _ = self._score_tensor(texts, index)
+            return scores if fusion is None else scores * fusion.w_text
+        text_scores = self._score_tensor(texts, index)[0] if fusion.uses_text else None
+        t0 = time.perf_counter()
+        scores = self.history_signals(dataset_name).fuse(text_scores, histories, fusion)
+        self._add_timings(score=time.perf_counter() - t0)
+        return scores
+
+    def get_scores(
+        self,
+        generated_texts: Sequence[str],
+        dataset_name: str = "beauty",
+        history_items: Sequence[Sequence[int]] | None = None,
+        fusion: FusionConfig | dict[str, Any] | None = None,
+    ) -> np.ndarray:
+        """Score of every item for each text: ``[B, n_items]`` float32, column j = item j+1.
+
+        Without ``fusion`` this is the cosine similarity of text and item; with it, the fused score
+        of :mod:`rl4rec.retrieval.fusion` (which reads ``history_items``).
+        """
+        texts = self._texts(generated_texts)
+        index = self._index(dataset_name)
+        histories = self._histories(history_items, index.n_items, len(texts))
+        return self._fused(texts, dataset_name, histories, load_fusion(fusion)).cpu().numpy()
 
     def rank(
         self,
@@ -311,15 +353,20 @@ class RetrievalService:
         dataset_name: str,
         target_items: Sequence[int],
         history_items: Sequence[Sequence[int]] | None = None,
+        fusion: FusionConfig | dict[str, Any] | None = None,
     ) -> list[int]:
-        """1-based rank of each target (history masked, pessimistic ties). Empty texts get the worst rank."""
+        """1-based rank of each target (history masked, pessimistic ties).
+
+        Empty texts score 0 on the text part: alone they get the worst rank, fused they are ranked by
+        the history part only.
+        """
         texts = self._texts(generated_texts)
         index = self._index(dataset_name)
         targets = self._ids(target_items, "target_items", index.n_items, len(texts))
         histories = self._histories(history_items, index.n_items, len(texts))
         if not texts:
             return []
-        scores, _ = self._score_tensor(texts, index)
+        scores = self._fused(texts, dataset_name, histories, load_fusion(fusion))
         t0 = time.perf_counter()
         ranks = compute_ranks(scores, torch.tensor(targets), histories).cpu().tolist()
         self._add_timings(rank=time.perf_counter() - t0, calls=1, texts=len(texts))
@@ -334,25 +381,16 @@ class RetrievalService:
         reward_type: str = "ndcg",
         k: int = 10,
         mixed_weight: float = DEFAULT_MIXED_WEIGHT,
+        fusion: FusionConfig | dict[str, Any] | None = None,
     ) -> dict[str, list[float] | list[int]]:
         """Rewards and ranks in one call: ``{"reward": [...], "rank": [...]}``.
 
-        Empty or whitespace-only texts get reward 0 (and the worst rank). Rewards are always finite.
+        Empty or whitespace-only texts get reward 0, fused or not (a policy must not learn to leave the
+        query to the history). Rewards are always finite.
         """
-        if reward_type not in REWARD_TYPES:
-            raise ConfigError(
-                f"unknown reward_type {reward_type!r}: choose one of {', '.join(REWARD_TYPES)}."
-            )
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k!r}.")
-        try:
-            weight_ok = 0.0 <= float(mixed_weight) <= 1.0
-        except (TypeError, ValueError):
-            weight_ok = False
-        if not weight_ok:
-            raise ConfigError(f"mixed_weight must be a number in [0, 1], got {mixed_weight!r}.")
+        check_reward_args(reward_type, k, mixed_weight)
         texts = self._texts(generated_texts)
-        ranks = self.rank(texts, dataset_name, target_items, history_items)
+        ranks = self.rank(texts, dataset_name, target_items, history_items, fusion)
         candidates = None
         if reward_type == "auc":
             n_items = self._index(dataset_name).n_items
@@ -374,14 +412,15 @@ class RetrievalService:
         reward_type: str = "ndcg",
         k: int = 10,
         mixed_weight: float = DEFAULT_MIXED_WEIGHT,
+        fusion: FusionConfig | dict[str, Any] | None = None,
     ) -> list[float] | np.ndarray:
         """Reward of each text; empty or whitespace-only texts get 0.
 
         As in the seed, a call without ``target_items`` returns the score matrix (see get_scores).
         """
         if target_items is None:
-            return self.get_scores(generated_texts, dataset_name)
+            return self.get_scores(generated_texts, dataset_name, history_items, fusion)
         result = self.evaluate(
-            generated_texts, dataset_name, target_items, history_items, reward_type, k, mixed_weight
+            generated_texts, dataset_name, target_items, history_items, reward_type, k, mixed_weight, fusion
         )
         return result["reward"]

@@ -1,7 +1,6 @@
-"""Rewards stage: ranking metrics (the only implementation), the seed's reward API, the TRL adapter."""
+"""Rewards stage: the seed's reward API and the TRL adapter (the metrics of :mod:`rl4rec.metrics`, re-exported)."""
 
-from rl4rec.rewards.base import RLRewardFunction, create_reward_function
-from rl4rec.rewards.metrics import (
+from rl4rec.metrics import (
     REWARD_TYPES,
     calculate_auc,
     calculate_hit,
@@ -12,6 +11,7 @@ from rl4rec.rewards.metrics import (
     reward_from_ranks,
     reward_name,
 )
+from rl4rec.rewards.base import RLRewardFunction, create_reward_function
 from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
 
 __all__ = [

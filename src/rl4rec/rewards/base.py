@@ -2,14 +2,13 @@
 
 A reward function maps ``(generated_texts, target_items, history_items)`` to one float per text.
 Subclasses override ``__call__`` and may use ``self.get_scores(texts)`` (a ``[batch, n_items]``
-score matrix, column j = item j+1) together with the metrics in :mod:`rl4rec.rewards.metrics`.
+score matrix, column j = item j+1) together with the metrics in :mod:`rl4rec.metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,46 +16,14 @@ from typing import Any
 import numpy as np
 
 from rl4rec.errors import ConfigError
+from rl4rec.metrics import DEFAULT_MIXED_WEIGHT, check_reward_args, reward_name
 from rl4rec.retrieval.client import LocalClient, RayClient
 from rl4rec.retrieval.embedder import EmbedderConfig
+from rl4rec.retrieval.fusion import FusionConfig, load_fusion
 from rl4rec.retrieval.ray_service import NAMESPACE, SERVICE_NAME
-from rl4rec.rewards.metrics import DEFAULT_MIXED_WEIGHT, REWARD_TYPES, reward_name
+from rl4rec.retrieval.shared import local_service
 
 BACKENDS = ("ray", "local")
-
-_local_services: dict[tuple[Any, ...], Any] = {}
-_local_lock = threading.Lock()
-
-
-def local_service(
-    dataset_name: str, data_dir: str | Path | None = None, embedder: EmbedderConfig | None = None
-) -> Any:
-    """A process-wide in-process RetrievalService, loaded once per (data_dir, embedder).
-
-    Training, evaluation and several reward functions in one process share it, so the embedder and
-    the item index are loaded once.
-    """
-    from rl4rec.retrieval.service import RetrievalService
-
-    embedder = embedder or EmbedderConfig()
-    key = (str(Path(data_dir).resolve()) if data_dir else None, embedder)
-    with _local_lock:
-        service = _local_services.get(key)
-        if service is None:
-            service = RetrievalService(datasets=[], data_dir=data_dir, embedder=embedder)
-            _local_services[key] = service
-        if dataset_name not in service.datasets():
-            service.add_dataset(dataset_name)
-    return service
-
-
-def validate_reward_args(reward_type: str, k: int, mixed_weight: float = DEFAULT_MIXED_WEIGHT) -> None:
-    if reward_type not in REWARD_TYPES:
-        raise ConfigError(f"unknown reward_type {reward_type!r}: choose one of {', '.join(REWARD_TYPES)}.")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}.")
-    if not 0.0 <= mixed_weight <= 1.0:
-        raise ConfigError(f"mixed_weight must be in [0, 1], got {mixed_weight}.")
 
 
 class RLRewardFunction:
@@ -79,8 +46,9 @@ class RLRewardFunction:
         address: str | None = "auto",
         retry_timeout_s: float = 300.0,
         client: Any = None,
+        fusion: FusionConfig | str | Path | dict[str, Any] | None = None,
     ) -> None:
-        validate_reward_args(reward_type, k, mixed_weight)
+        check_reward_args(reward_type, k, mixed_weight)
         if backend not in BACKENDS:
             raise ConfigError(
                 f"unknown backend {backend!r}: choose 'ray' (named actor) or 'local' (in-process)."
@@ -90,6 +58,8 @@ class RLRewardFunction:
         self.k = int(k)
         self.mixed_weight = mixed_weight
         self.backend = backend
+        #: History-aware scoring (:mod:`rl4rec.retrieval.fusion`); None = the seed's text-only score.
+        self.fusion = load_fusion(fusion)
         if client is not None:
             self.client = client
         elif backend == "local":
@@ -103,15 +73,34 @@ class RLRewardFunction:
     def __name__(self) -> str:  # TRL names reward columns after the function
         return reward_name(self.reward_type, self.k)
 
-    def get_scores(self, generated_texts: Sequence[str]) -> np.ndarray:
-        """``[batch, n_items]`` similarity of each text to every item (column j = item j+1)."""
-        return np.asarray(self.client.call("get_scores", list(generated_texts), self.dataset_name))
+    def get_scores(self, generated_texts: Sequence[str], history_items: Any = None) -> np.ndarray:
+        """``[batch, n_items]`` score of every item for each text (column j = item j+1).
+
+        Text similarity, or the fused score when this function has a ``fusion`` config (which then
+        reads ``history_items``).
+        """
+        if self.fusion is None:
+            return np.asarray(self.client.call("get_scores", list(generated_texts), self.dataset_name))
+        return np.asarray(
+            self.client.call(
+                "get_scores", list(generated_texts), self.dataset_name, _hist(history_items), self._fusion_arg
+            )
+        )
+
+    @property
+    def _fusion_arg(self) -> dict[str, Any] | None:
+        return self.fusion.to_dict() if self.fusion is not None else None
 
     def rank(
         self, generated_texts: Sequence[str], target_items: Sequence[int], history_items: Any = None
     ) -> list[int]:
         return self.client.call(
-            "rank", list(generated_texts), self.dataset_name, _ids(target_items), _hist(history_items)
+            "rank",
+            list(generated_texts),
+            self.dataset_name,
+            _ids(target_items),
+            _hist(history_items),
+            self._fusion_arg,
         )
 
     def _args(self, generated_texts: Sequence[str], target_items: Any, history_items: Any) -> tuple[Any, ...]:
@@ -123,6 +112,7 @@ class RLRewardFunction:
             self.reward_type,
             self.k,
             self.mixed_weight,
+            self._fusion_arg,
         )
 
     @property

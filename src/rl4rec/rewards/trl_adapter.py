@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from rl4rec.errors import ConfigError
-from rl4rec.rewards.metrics import hit_from_ranks, mrr_from_ranks, ndcg_from_ranks
+from rl4rec.metrics import metrics_at
 
 TARGET_COLUMN = "target_item"
 HISTORY_COLUMN = "history_items"
@@ -66,11 +66,9 @@ def _log(
     if log_metric is not None and rewards:
         log_metric(f"{name}/nonzero_frac", float(np.mean([r != 0 for r in rewards])))
         if ranks is not None and k is not None:
-            r = np.asarray(ranks)
-            log_metric(f"components/ndcg@{k}", float(ndcg_from_ranks(r, k).mean()))
-            log_metric(f"components/hit@{k}", float(hit_from_ranks(r, k).mean()))
-            log_metric(f"components/mrr@{k}", float(mrr_from_ranks(r, k).mean()))
-            log_metric("components/median_rank", float(np.median(r)))
+            for metric, values in metrics_at(ranks, [k]).items():
+                log_metric(f"components/{metric}", float(values.mean()))
+            log_metric("components/median_rank", float(np.median(np.asarray(ranks))))
     if recorder is not None:
         state = kwargs.get("trainer_state")
         step = int(getattr(state, "global_step", 0)) if state is not None else None

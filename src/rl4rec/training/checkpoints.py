@@ -16,12 +16,22 @@ import re
 import shutil
 from pathlib import Path
 
+from rl4rec.errors import ServiceError
+
 STEP_PREFIX = "checkpoint_step_"
 FINAL_NAME = "checkpoint_final"
 RUN_CONFIG = "run_config.json"
 _STEP_RE = re.compile(rf"^{STEP_PREFIX}(\d+)$")
 #: Files a step checkpoint must contain to be resumable.
 REQUIRED_FOR_RESUME = ("trainer_state.json", "config.json")
+
+
+def service_stopped_error(exc: BaseException, step: int, saved: Path | None) -> ServiceError:
+    """The error a run ends with when the retrieval service fails: where it stopped, how to go on."""
+    return ServiceError(
+        f"{exc}\nTraining stopped at step {step}; saved {saved}.\n"
+        "Restart the service (./runs/run_retrieval.sh), then rerun the same command with --resume."
+    )
 
 
 def step_dir(checkpoint_dir: str | Path, step: int) -> Path:

@@ -22,6 +22,10 @@ def train_main(argv: list[str] | None = None, defaults: dict[str, Any] | None = 
     from rl4rec.training.trainer import TRLTrainer
 
     result = TRLTrainer(config).train()
+    from rl4rec.training.distributed import is_main_process
+
+    if not is_main_process():  # several processes: rank 0 reports
+        return 0
     print(f"run directory: {result.run_dir}")
     print(f"final checkpoint: {result.final_checkpoint}")
     print(f"metrics: {result.metrics_file}")

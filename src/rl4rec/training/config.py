@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rl4rec.errors import ConfigError
-from rl4rec.rewards.metrics import REWARD_TYPES
+from rl4rec.metrics import REWARD_TYPES, check_reward_args
 
 ALGORITHMS = ("grpo", "rloo", "ppo")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -78,6 +79,12 @@ class TrainConfig:
         0.0, "KL coefficient against the reference policy (0 = no reference model, TRL's default)."
     )
     gradient_checkpointing: bool = _f(False, "Trade compute for memory (useful for >1B models on GPU).")
+    bf16: str = _f(
+        "auto",
+        "bfloat16 mixed precision (GRPO/RLOO): on | off | auto (on where the device computes bf16 natively: "
+        "a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX; off elsewhere). Autocast with fp32 weights "
+        "and optimizer state; on such a CPU about 2x faster updates (docs/BENCHMARKS.md, 'bf16 on CPU').",
+    )
     # -- PPO (algorithm=ppo) ------------------------------------------------------------------------
     gamma: float = _f(1.0, "PPO discount factor.")
     lam: float = _f(0.95, "PPO GAE lambda.")
@@ -129,6 +136,19 @@ class TrainConfig:
         "default", "Sentence-embedding model of the local service (default: all-MiniLM-L6-v2)."
     )
     mixed_weight: float = _f(0.7, "Weight of NDCG in the mixed reward.")
+    fusion: str | None = _f(
+        None,
+        "Fusion file (JSON from `rl4rec tune-fusion`): reward the rank under the fused score w_text * "
+        "cos(text, item) + w_hist * history similarity + w_co * co-occurrence. Unset = text only (the seed).",
+    )
+    reward_fn: str | None = _f(
+        None,
+        "Your own reward instead of the built-in one, as module:attr (importable from the current folder, "
+        "e.g. examples.custom_reward:CustomRewardFunction): an RLRewardFunction subclass (built with this run's "
+        "dataset, --reward_type, --k and retrieval settings), an RLRewardFunction instance, or a TRL-style "
+        "function f(prompts=, completions=, **columns) -> list[float] (the dataset columns include "
+        "target_item and history_items). Unset = the retrieval reward of --reward_type.",
+    )
     # -- run -------------------------------------------------------------------------------------------
     seed: int = _f(42, "Random seed (data order, sampling, initialisation).")
     resume: bool = _f(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
@@ -147,11 +167,7 @@ class TrainConfig:
             self.algorithm in ALGORITHMS,
             f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}.",
         )
-        need(
-            self.reward_type in REWARD_TYPES,
-            f"--reward_type must be one of {', '.join(REWARD_TYPES)}, got {self.reward_type!r}.",
-        )
-        need(self.k >= 1, f"--k must be a positive integer, got {self.k}.")
+        check_reward_args(self.reward_type, self.k, self.mixed_weight, flag="--")
         need(
             self.device in DEVICES or self.device.startswith("cuda:"),
             f"--device must be cuda, cpu or auto, got {self.device!r}.",
@@ -165,6 +181,7 @@ class TrainConfig:
             f"--loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}.",
         )
         need(self.retrieval in ("local", "ray"), f"--retrieval must be local or ray, got {self.retrieval!r}.")
+        need(self.bf16 in ("auto", "on", "off"), f"--bf16 must be auto, on or off, got {self.bf16!r}.")
         need(self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}.")
         need(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}.")
         need(self.mini_batch_size >= 1, f"--mini_batch_size must be >= 1, got {self.mini_batch_size}.")
@@ -193,7 +210,6 @@ class TrainConfig:
         )
         need(0 < self.top_p <= 1, f"--top_p must be in (0, 1], got {self.top_p}.")
         need(self.beta >= 0, f"--beta must be >= 0, got {self.beta}.")
-        need(0 <= self.mixed_weight <= 1, f"--mixed_weight must be in [0, 1], got {self.mixed_weight}.")
         need(
             self.train_users is None or self.train_users >= 1,
             f"--train_users must be >= 1, got {self.train_users}.",
@@ -235,6 +251,12 @@ class TrainConfig:
         if self.use_peft:
             need(self.lora_r >= 1, f"--lora_r must be >= 1, got {self.lora_r}.")
         need(self.log_completions >= 0, "--log_completions must be >= 0.")
+        if self.fusion is not None:
+            from rl4rec.retrieval.fusion import load_fusion
+
+            load_fusion(self.fusion)  # a missing or malformed file fails here, before any model loads
+        if self.reward_fn is not None:
+            import_reward_fn(self.reward_fn)  # a typo or a missing module fails here, before any model loads
         if self.prompt_file is not None:
             need(Path(self.prompt_file).is_file(), f"--prompt_file {self.prompt_file}: file not found.")
         if self.use_vllm:
@@ -245,10 +267,6 @@ class TrainConfig:
         return self
 
     # -------------------------------------------------------------------------------------------------
-    @property
-    def gradient_accumulation_steps(self) -> int:
-        return self.batch_size // self.mini_batch_size
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -256,12 +274,50 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A config from flag values (e.g. the seed's ``argparse.Namespace``); keys that are not fields are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown run config keys: {', '.join(unknown)}.")
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def import_reward_fn(spec: str) -> Any:
+    """The object ``--reward_fn module:attr`` names, imported (the current folder is importable).
+
+    Returns an ``RLRewardFunction`` subclass or any other callable; anything else is a :class:`ConfigError`.
+    """
+    import importlib
+    import os
+    import sys
+
+    from rl4rec.rewards.base import RLRewardFunction
+
+    module_name, _, attr = str(spec).partition(":")
+    if not module_name or not attr:
+        raise ConfigError(
+            f"--reward_fn must be module:attr (e.g. examples.custom_reward:CustomRewardFunction), got {spec!r}."
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # as under `python -m`, modules of the current folder import
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"--reward_fn {spec}: cannot import {module_name!r} ({type(exc).__name__}: {exc}). "
+            "Run from the folder that holds it, or install it."
+        ) from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"--reward_fn {spec}: {module_name!r} has no attribute {attr!r}.")
+        obj = getattr(obj, part)
+    if isinstance(obj, type) and not issubclass(obj, RLRewardFunction):
+        raise ConfigError(
+            f"--reward_fn {spec}: the class {obj.__name__} is not an RLRewardFunction subclass; name a subclass, "
+            "an instance or a TRL-style reward function."
+        )
+    if not callable(obj):
+        raise ConfigError(f"--reward_fn {spec}: {type(obj).__name__} is not callable; name a reward function.")
+    return obj
 
 
 def parse_train_args(argv: list[str] | None = None, defaults: dict[str, Any] | None = None) -> TrainConfig:

@@ -2,13 +2,14 @@
 
 Builds the pieces in pipeline order (policy -> prompts -> reward -> algorithm), then trains with
 checkpoints, logs and resume. ``args`` may be a :class:`TrainConfig`, an ``argparse.Namespace``
-or a dict with the seed's flag names.
+or a dict with the seed's flag names. ``reward_fn`` (or ``--reward_fn module:attr``) replaces the
+built-in retrieval reward: an ``RLRewardFunction`` subclass or instance, or a TRL-style function.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import asyncio
 import logging
 import random
 from dataclasses import dataclass
@@ -20,8 +21,16 @@ import numpy as np
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.io import atomic_directory, atomic_write_text
 from rl4rec.retrieval.embedder import EmbedderConfig, resolve_device
-from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint, step_dir
-from rl4rec.training.config import TrainConfig
+from rl4rec.training.checkpoints import (
+    FINAL_NAME,
+    RUN_CONFIG,
+    clean_partial,
+    latest_checkpoint,
+    service_stopped_error,
+    step_dir,
+)
+from rl4rec.training.config import TrainConfig, import_reward_fn
+from rl4rec.training.distributed import is_main_process, setup_process
 from rl4rec.training.run_log import COMPLETIONS_FILE, METRICS_FILE, CompletionRecorder, JsonlLog
 from rl4rec.training.tracking import resolve_log_with
 
@@ -42,8 +51,7 @@ def as_config(args: Any) -> TrainConfig:
     if isinstance(args, argparse.Namespace):
         args = vars(args)
     if isinstance(args, dict):
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in args.items() if k in known})
+        return TrainConfig.from_dict(args)  # keys that are not flags (other scripts' options) are ignored
     raise ConfigError(
         f"TRLTrainer expects a TrainConfig, argparse.Namespace or dict, got {type(args).__name__}."
     )
@@ -59,10 +67,27 @@ def set_seed(seed: int) -> None:
     hf_set_seed(seed)
 
 
-def make_reward_function(config: TrainConfig) -> Any:
-    from rl4rec.rewards.base import create_reward_function
+def make_reward_function(config: TrainConfig, reward_fn: Any = None) -> Any:
+    """The run's reward: ``reward_fn`` (else ``--reward_fn``) when given, else the retrieval reward.
 
-    return create_reward_function(
+    An ``RLRewardFunction`` subclass is built with the run's dataset, reward and retrieval settings;
+    an instance or a TRL-style function ``f(prompts=, completions=, **columns)`` is used as it is.
+    """
+    from rl4rec.rewards.base import RLRewardFunction, create_reward_function
+
+    if reward_fn is None and config.reward_fn is not None:
+        reward_fn = import_reward_fn(config.reward_fn)
+    if reward_fn is not None and not isinstance(reward_fn, type):
+        if not callable(reward_fn):
+            raise ConfigError(f"reward_fn must be callable, got {type(reward_fn).__name__}.")
+        return reward_fn
+    if reward_fn is not None and not issubclass(reward_fn, RLRewardFunction):
+        raise ConfigError(
+            f"reward_fn: the class {reward_fn.__name__} is not an RLRewardFunction subclass; pass a subclass, "
+            "an instance or a TRL-style reward function."
+        )
+    factory = create_reward_function if reward_fn is None else reward_fn
+    return factory(
         retrieval_service_name=config.retrieval_service_name,
         namespace=config.namespace,
         dataset_name=config.dataset_name,
@@ -74,14 +99,41 @@ def make_reward_function(config: TrainConfig) -> Any:
         embedder=EmbedderConfig(model_name=config.embedder),
         address=config.ray_address,
         retry_timeout_s=config.retry_timeout_s,
+        fusion=config.fusion,
     )
+
+
+def _is_rl_reward(reward_fn: Any) -> bool:
+    from rl4rec.rewards.base import RLRewardFunction
+
+    return isinstance(reward_fn, RLRewardFunction)
+
+
+def _sync_reward(reward_fn: Any) -> Any:
+    """A TRL-style reward PPO can call: an ``async`` one (as TRL tells them apart) is run on each call."""
+    from trl.trainer.utils import is_async_callable
+
+    if not is_async_callable(reward_fn):
+        return reward_fn
+
+    def reward(**kwargs: Any) -> Any:
+        return asyncio.run(reward_fn(**kwargs))
+
+    reward.__name__ = getattr(reward_fn, "__name__", type(reward_fn).__name__)
+    return reward
 
 
 class TRLTrainer:
     """Train a query-writing policy with GRPO / RLOO (TRL) or PPO (rl4rec)."""
 
-    def __init__(self, args: Any, callbacks: list[Any] | None = None) -> None:
+    def __init__(self, args: Any, reward_fn: Any = None, callbacks: list[Any] | None = None) -> None:
         self.config = as_config(args).validate()
+        if reward_fn is not None and self.config.reward_fn is not None:
+            raise ConfigError(
+                f"two custom rewards: a reward_fn argument and --reward_fn {self.config.reward_fn}; give one."
+            )
+        #: The user's reward (RLRewardFunction subclass or instance, or TRL-style function); None = built in.
+        self.custom_reward = reward_fn
         #: Extra transformers TrainerCallbacks (e.g. early stopping, custom logging).
         self.callbacks = list(callbacks or [])
         self.run_dir = Path(self.config.checkpoint_dir)
@@ -101,6 +153,8 @@ class TRLTrainer:
 
     def prepare_run_dir(self, resume_from: Path | None) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not is_main_process():  # several processes: rank 0 owns the run directory
+            return
         clean_partial(self.run_dir)
         for stale in self.run_dir.glob("checkpoint-*"):  # HF's own name: a save that never got published
             if stale.is_dir():
@@ -132,12 +186,13 @@ class TRLTrainer:
     def train(self) -> TrainResult:
         config = self.config
         device = resolve_device(config.device)
+        setup_process(device)
         if config.use_vllm and not device.startswith("cuda"):
             raise ConfigError("--use_vllm needs CUDA; drop it on CPU machines.")
         config.log_with = resolve_log_with(config)
         # The reward comes first: a missing service or dataset fails before the run directory is touched
         # and before minutes of model loading.
-        self.reward_fn = make_reward_function(config)
+        self.reward_fn = make_reward_function(config, self.custom_reward)
         resume_from = self.resume_checkpoint()
         self.prepare_run_dir(resume_from)
         set_seed(config.seed)
@@ -150,12 +205,15 @@ class TRLTrainer:
                 logger.warning(
                     "PPO ignores %s (GRPO/RLOO flags); its KL penalty is --kl_coef.", ", ".join(ignored)
                 )
-            return run_ppo(self, device, resume_from)
+            # An RLRewardFunction goes through PPO's own adapter (ranks and completions logged); any
+            # other (TRL-style) function is PPO's reward as it is.
+            custom = None if _is_rl_reward(self.reward_fn) else _sync_reward(self.reward_fn)
+            return run_ppo(self, device, resume_from, reward=custom)
         return self._train_trl(device, resume_from)
 
     def _train_trl(self, device: str, resume_from: Path | None) -> TrainResult:
+        from rl4rec.metrics import reward_name
         from rl4rec.policy.loading import load_policy
-        from rl4rec.rewards.metrics import reward_name
         from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
         from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, StepTimer
         from rl4rec.training.data import build_train_dataset
@@ -171,8 +229,12 @@ class TRLTrainer:
             logger.info("training for %d steps (--num_epochs %g ends before --max_steps)", args.max_steps,
                         config.num_epochs)  # fmt: skip
         recorder = CompletionRecorder(self.completions_log, config.log_completions)
-        adapter = to_async_trl_reward if config.retrieval == "ray" else to_trl_reward
-        reward = adapter(reward_fn, name=reward_name(config.reward_type, config.k), recorder=recorder)
+        recorder = recorder if is_main_process() else None  # completions.jsonl: rank 0's rollouts only
+        if _is_rl_reward(reward_fn):
+            adapter = to_async_trl_reward if config.retrieval == "ray" else to_trl_reward
+            reward = adapter(reward_fn, name=reward_name(config.reward_type, config.k), recorder=recorder)
+        else:  # a TRL-style function: TRL calls it as it is
+            reward = reward_fn
         metrics_cb = MetricsFileCallback(self.metrics_log)
         trainer = trainer_class(config.algorithm)(
             model=model,
@@ -195,14 +257,12 @@ class TRLTrainer:
         except ServiceError as exc:
             trainer._save_checkpoint(trainer.model, trial=None)
             saved = step_dir(self.run_dir, trainer.state.global_step)
-            raise ServiceError(
-                f"{exc}\nTraining stopped at step {trainer.state.global_step}; saved {saved}.\n"
-                "Restart the service (./runs/run_retrieval.sh), then rerun the same command with --resume."
-            ) from None
+            raise service_stopped_error(exc, trainer.state.global_step, saved) from None
         final = self.run_dir / FINAL_NAME
-        with atomic_directory(final) as tmp:
-            trainer.save_model(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            atomic_write_text(tmp / RUN_CONFIG, config.to_json())
-        logger.info("final checkpoint: %s", final)
+        if trainer.args.should_save:  # rank 0 of several processes (DDP: every rank has the same weights)
+            with atomic_directory(final) as tmp:
+                trainer.save_model(str(tmp))
+                tokenizer.save_pretrained(str(tmp))
+                atomic_write_text(tmp / RUN_CONFIG, config.to_json())
+            logger.info("final checkpoint: %s", final)
         return TrainResult(self.run_dir, final, trainer.state.global_step, self.metrics_log.path)

@@ -16,6 +16,7 @@ from typing import Any
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from rl4rec.io import atomic_write_text
+from rl4rec.policy.precision import resolve_bf16
 from rl4rec.training.callbacks import StepTimer
 from rl4rec.training.checkpoints import RUN_CONFIG, publish, step_dir
 from rl4rec.training.config import TrainConfig
@@ -23,7 +24,32 @@ from rl4rec.training.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 
-class Rl4recTrainerMixin:
+class CheckpointPublishMixin:
+    """Publishes HF's ``checkpoint-N`` as ``checkpoint_step_N`` (atomically) with the run config.
+
+    Mixed into every HF/TRL trainer rl4rec runs (GRPO, RLOO, SFT); expects ``self.rl4rec_config`` (any
+    config with ``to_json()``) to be set after init.
+    """
+
+    rl4rec_config: Any
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # TRL/HF write output_dir/checkpoint-N (model, tokenizer, optimizer, scheduler, RNG, state);
+        # a crash there leaves only that unofficial name, which --resume ignores.
+        super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        # Several processes: each rank writes its own rng_state_{rank}.pth into checkpoint-N; publish
+        # (rename) the folder only when every rank is done with it.
+        self.accelerator.wait_for_everyone()  # type: ignore[attr-defined]
+        if not self.args.should_save:  # type: ignore[attr-defined]
+            return
+        step = self.state.global_step  # type: ignore[attr-defined]
+        written = Path(self.args.output_dir) / f"checkpoint-{step}"  # type: ignore[attr-defined]
+        atomic_write_text(written / RUN_CONFIG, self.rl4rec_config.to_json())
+        publish(written, step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
+        logger.info("saved %s", step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
+
+
+class Rl4recTrainerMixin(CheckpointPublishMixin):
     """Mixed into TRL trainers; expects ``self.rl4rec_config`` (TrainConfig) to be set after init."""
 
     rl4rec_config: TrainConfig
@@ -42,18 +68,6 @@ class Rl4recTrainerMixin:
         if "loss" in logs:  # a training-step log (not the end-of-training summary)
             logs.update(self.step_timer.flush())
         super().log(logs, start_time)  # type: ignore[misc]
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        # TRL/HF write output_dir/checkpoint-N (model, tokenizer, optimizer, scheduler, RNG, state);
-        # a crash there leaves only that unofficial name, which --resume ignores.
-        super()._save_checkpoint(model, trial)  # type: ignore[misc]
-        if not self.args.should_save:  # type: ignore[attr-defined]
-            return
-        step = self.state.global_step  # type: ignore[attr-defined]
-        written = Path(self.args.output_dir) / f"checkpoint-{step}"  # type: ignore[attr-defined]
-        atomic_write_text(written / RUN_CONFIG, self.rl4rec_config.to_json())
-        publish(written, step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
-        logger.info("saved %s", step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
 
 
 class Rl4recGRPOTrainer(Rl4recTrainerMixin, GRPOTrainer):
@@ -118,7 +132,9 @@ def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
         "log_completions": False,  # rl4rec writes completions.jsonl itself
         "activation_checkpointing": config.gradient_checkpointing,  # TRL's gradient_checkpointing alias is deprecated
         "use_cpu": device == "cpu",
-        "bf16": device.startswith("cuda") and _bf16_ok(),
+        # CPU: transformers accepts bf16=True only with use_cpu=True; accelerate then wraps the model's forward
+        # in torch.autocast("cpu", bfloat16) (fp32 weights and optimizer), generation included.
+        "bf16": resolve_bf16(config.bf16, device),
         "use_vllm": config.use_vllm,
         "vllm_mode": "colocate",
         "vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization,
@@ -129,12 +145,6 @@ def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
     if config.algorithm == "grpo":
         return GRPOConfig(loss_type=config.loss_type, **common)
     return RLOOConfig(**common)
-
-
-def _bf16_ok() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def trainer_class(algorithm: str) -> type:

@@ -27,7 +27,7 @@ from transformers import TrainerControl, TrainerState
 
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.policy.generation import render_prompts
-from rl4rec.training.checkpoints import FINAL_NAME, step_dir
+from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
 from rl4rec.training.ppo import losses as L
 from rl4rec.training.ppo import state as S
 from rl4rec.training.ppo.optim import build_optimizer
@@ -79,7 +79,7 @@ class PPORun:
 
     # -- construction ------------------------------------------------------------------------------
     def _default_reward(self) -> Any:
-        from rl4rec.rewards.metrics import reward_name
+        from rl4rec.metrics import reward_name
         from rl4rec.rewards.trl_adapter import to_trl_reward
         from rl4rec.training.run_log import CompletionRecorder
 
@@ -368,10 +368,7 @@ class PPORun:
                     record = self.step(step + 1)
                 except ServiceError as exc:
                     saved = self.save(step, rng_before) if step > self.start_step else self.resume_from
-                    raise ServiceError(
-                        f"{exc}\nTraining stopped at step {step}; saved {saved}.\n"
-                        "Restart the service (./runs/run_retrieval.sh), then rerun the same command with --resume."
-                    ) from None
+                    raise service_stopped_error(exc, step, saved) from None
                 step = state.global_step = step + 1
                 if acc.is_main_process:
                     self.trainer.metrics_log.append([record])

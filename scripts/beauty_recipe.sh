@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The Beauty recipe of docs/RESULTS.md ("A recommender that beats its baselines"), stage by stage.
+# Usage: scripts/beauty_recipe.sh STAGE          (every stage resumes: rerun the same line after a stop)
+#   baselines   last-item and history-fusion (fusion-history.json) on all test users
+#   tune        fusion-history.json: history + co-occurrence weights on 3000 seeded VALIDATION users
+#   zero-shot   the untrained policy: validation queries -> fusion-zero-shot.json; test 500, test 500 + fusion
+#   sft         rl4rec sft (48 steps x 8 of a 1024-example training-split sample); then as zero-shot
+#   grpo        GRPO from the SFT checkpoint, AUC of the fused rank (fusion-sft.json) as the reward
+#   grpo-eval   the GRPO policy on the same 500 test users, text only and fused with fusion-sft.json
+#   compare     every LLM row minus last-item and minus history-fusion, paired on the shared users
+# Data: $DATA_DIR (default ../shared/data). Outputs: outputs/results/beauty/. Seeds: evaluation sample 0,
+# training 42. Test users are read once per reported row; every weight is chosen on validation users.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RL4REC_CACHE_DIR="${RL4REC_CACHE_DIR:-$PWD/.cache/rl4rec}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+RL4REC=".venv/bin/rl4rec"
+DATA=${DATA_DIR:-../shared/data}
+OUT=outputs/results/beauty
+RUNS=outputs/runs
+N_TEST=${N_TEST:-500}
+N_VALID=${N_VALID:-300}
+GRPO_STEPS=${GRPO_STEPS:-20}
+PROMPT=(--max_length 256 --max_history_items 10)
+EVAL=(--dataset beauty --data_dir "$DATA" --seed 0 --max_new_tokens 48)
+mkdir -p "$OUT" "$RUNS"
+
+evaluate() {  # evaluate NAME SPLIT ARGS...: one evaluation run (resumable) + its result JSON
+  local name=$1 split=$2; shift 2
+  $RL4REC evaluate "${EVAL[@]}" --split "$split" --run_dir "$OUT/$name" --output "$OUT/$name.json" "$@"
+}
+
+llm_rows() {  # llm_rows NAME ARGS...: validation queries -> fusion weights; test text-only and fused rows
+  local name=$1; shift
+  evaluate "$name-valid" valid --num_users "$N_VALID" "$@"
+  [ -f "$OUT/fusion-$name.json" ] || $RL4REC tune-fusion --dataset beauty --data_dir "$DATA" \
+    --queries "$OUT/$name-valid" --output "$OUT/fusion-$name.json"
+  evaluate "$name" test --num_users "$N_TEST" "$@"
+  evaluate "$name-fusion" test --num_users "$N_TEST" "$@" --queries_from "$OUT/$name" --fusion "$OUT/fusion-$name.json"
+}
+
+case ${1:-} in
+  tune)
+    [ -f "$OUT/fusion-history.json" ] || $RL4REC tune-fusion --dataset beauty --data_dir "$DATA" \
+      --num_users 3000 --output "$OUT/fusion-history.json" ;;
+  baselines)
+    for m in last-item popularity; do evaluate "$m" test --method $m; done
+    evaluate history-fusion test --method history-fusion --fusion "$OUT/fusion-history.json" ;;
+  zero-shot)
+    llm_rows zero-shot --method zero-shot "${PROMPT[@]}" ;;
+  sft)
+    $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$RUNS/sft-beauty" --device cpu \
+      "${PROMPT[@]}" --max_examples 1024 --max_steps 48 --batch_size 8 --mini_batch_size 8 --learning_rate 1e-4 --bf16 \
+      --save_steps 16 $( [ -d "$RUNS/sft-beauty" ] && echo --resume )
+    llm_rows sft --method policy --model "$RUNS/sft-beauty/checkpoint_final" ;;
+  grpo)
+    $RL4REC train --algorithm grpo --model_name "$RUNS/sft-beauty/checkpoint_final" --dataset_name beauty \
+      --data_dir "$DATA" --device cpu "${PROMPT[@]}" --fusion "$OUT/fusion-sft.json" --reward_type auc \
+      --learning_rate 1e-5 --temperature 0.8 --batch_size 8 --num_generations 4 --mini_batch_size 4 \
+      --ppo_epochs 1 --max_new_tokens 48 --max_steps "$GRPO_STEPS" --save_steps 5 --log_with none \
+      --checkpoint_dir "$RUNS/grpo-beauty" $( [ -d "$RUNS/grpo-beauty/checkpoint_step_5" ] && echo --resume ) ;;
+  grpo-eval)
+    evaluate sft-grpo test --num_users "$N_TEST" --method policy --model "$RUNS/grpo-beauty/checkpoint_final"
+    evaluate sft-grpo-fusion test --num_users "$N_TEST" --method policy \
+      --model "$RUNS/grpo-beauty/checkpoint_final" --queries_from "$OUT/sft-grpo" --fusion "$OUT/fusion-sft.json" ;;
+  compare)
+    for b in zero-shot zero-shot-fusion sft sft-fusion sft-grpo sft-grpo-fusion; do
+      [ -d "$OUT/$b" ] || continue
+      for a in last-item history-fusion; do
+        $RL4REC compare "$OUT/$a" "$OUT/$b" --output "$OUT/$b-vs-$a.json" | tail -n 4
+      done
+    done ;;
+  *) sed -n 2,12p "$0"; exit 2 ;;
+esac

@@ -1,0 +1,302 @@
+"""``rl4rec sft``: supervised warm start of the query writer before RL.
+
+An untrained 135M policy writes queries far from any item text, so RL starts where almost every
+completion ranks the target in the thousands and the reward barely separates them. Teaching it first
+to write *the next item's own text* from the very prompt RL uses puts the policy's queries in the
+item-text space the retrieval service embeds, and RL then refines from there.
+
+Data: TRL's prompt-completion format. The prompt is :class:`~rl4rec.data.prompts.PromptBuilder`'s
+(the same settings names as ``rl4rec train``, so ``evaluate`` and ``train`` rebuild it from
+``run_config.json``); the completion is the target item's rendered text. Targets come from the
+training split only (``leave_one_out(..., "train")``: the third-to-last item, or with
+``--train_targets all`` every earlier position), so no validation or test target is ever learned.
+The loss is on the completion only. Run directory: the same conventions as ``rl4rec train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rl4rec.data.dataset import RecDataset, load_dataset
+from rl4rec.data.prompts import PromptBuilder, PromptConfig
+from rl4rec.data.splits import Example, leave_one_out
+from rl4rec.errors import ConfigError
+from rl4rec.io import atomic_directory, atomic_write_text
+from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint
+from rl4rec.training.config import _f
+from rl4rec.training.run_log import METRICS_FILE, JsonlLog
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTConfig:
+    model_name: str = _f(
+        "smollm2-135m-instruct", "Policy to fine-tune: HF id, local folder, .gguf, or the offline default."
+    )
+    dataset_name: str = _f("beauty", "Dataset folder under --data_dir (P5 layout).")
+    data_dir: str = _f("data", "Folder holding the dataset folders.")
+    checkpoint_dir: str = _f("checkpoints/sft", "Run directory: checkpoints, metrics.jsonl, run_config.json.")
+    device: str = _f("auto", "cuda | cpu | auto.")
+    # -- data (prompt settings share their names with `rl4rec train`) -------------------------------
+    max_length: int = _f(
+        256, "Prompt token budget (chat template included); oldest history items are dropped."
+    )
+    max_history_items: int = _f(10, "Most recent history items shown in a prompt.")
+    prompt_order: str = _f("oldest_first", "oldest_first | recent_first.")
+    train_targets: str = _f(
+        "last", "last (each user's third-to-last item) | all (every earlier position of s[:-2] too)."
+    )
+    max_examples: int | None = _f(
+        None, "Train on a seeded random sample of this many examples (default: all of the split)."
+    )
+    max_completion_tokens: int = _f(64, "Completion (item text) tokens kept; longer texts are cut.")
+    # -- optimisation ---------------------------------------------------------------------------------
+    learning_rate: float = _f(5e-5, "AdamW learning rate (linear decay to 0).")
+    warmup_ratio: float = _f(0.03, "Share of steps with linear warm-up.")
+    batch_size: int = _f(8, "Examples per optimisation step.")
+    mini_batch_size: int = _f(
+        8, "Per-device micro-batch; gradient accumulation = batch_size / mini_batch_size."
+    )
+    num_epochs: float = _f(1.0, "Passes over the examples.")
+    max_steps: int = _f(-1, "Stop after this many steps (-1: run num_epochs).")
+    gradient_checkpointing: bool = _f(
+        False, "Recompute activations in the backward pass (less memory, ~30 % more compute; TRL's default)."
+    )
+    bf16: bool = _f(False, "bf16 autocast (fp32 master weights); on CPU only with AVX-512 BF16 / AMX.")
+    use_peft: bool = _f(
+        False, "Train LoRA adapters (merged into the final checkpoint) instead of all weights."
+    )
+    lora_r: int = _f(16, "LoRA rank.")
+    lora_alpha: int = _f(32, "LoRA alpha.")
+    lora_dropout: float = _f(0.05, "LoRA dropout.")
+    # -- run --------------------------------------------------------------------------------------------
+    seed: int = _f(42, "Random seed (example sample, data order, initialisation).")
+    save_steps: int = _f(100, "Write checkpoint_dir/checkpoint_step_N every N steps.")
+    resume: bool = _f(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
+
+    def validate(self) -> SFTConfig:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.max_length >= 16, f"--max_length must be >= 16 tokens, got {self.max_length}.")
+        need(self.max_history_items >= 1, f"--max_history_items must be >= 1, got {self.max_history_items}.")
+        need(
+            self.prompt_order in ("oldest_first", "recent_first"),
+            "--prompt_order must be oldest_first or recent_first.",
+        )
+        need(
+            self.train_targets in ("last", "all"),
+            f"--train_targets must be last or all, got {self.train_targets!r}.",
+        )
+        need(
+            self.max_examples is None or self.max_examples >= 1,
+            f"--max_examples must be >= 1, got {self.max_examples}.",
+        )
+        need(self.max_completion_tokens >= 1, "--max_completion_tokens must be >= 1.")
+        need(self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}.")
+        need(0 <= self.warmup_ratio < 1, f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        need(
+            self.batch_size >= 1 and self.mini_batch_size >= 1,
+            "--batch_size and --mini_batch_size must be >= 1.",
+        )
+        need(
+            self.batch_size % self.mini_batch_size == 0,
+            f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size}).",
+        )
+        need(self.num_epochs > 0, f"--num_epochs must be > 0, got {self.num_epochs}.")
+        need(
+            self.max_steps == -1 or self.max_steps >= 1,
+            f"--max_steps must be -1 or >= 1, got {self.max_steps}.",
+        )
+        need(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}.")
+        need(self.lora_r >= 1, f"--lora_r must be >= 1, got {self.lora_r}.")
+        return self
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+
+# -- data --------------------------------------------------------------------------------------------
+def sft_examples(dataset: RecDataset, config: SFTConfig) -> list[Example]:
+    """Training-split examples only (targets at or before each user's third-to-last item), sampled."""
+    examples = leave_one_out(dataset.sequences, "train", config.train_targets).examples
+    if config.max_examples is not None and config.max_examples < len(examples):
+        examples = random.Random(config.seed).sample(examples, config.max_examples)
+    if not examples:
+        raise ConfigError(
+            f"no training examples in {dataset.name}: every user is too short for the train split."
+        )
+    return examples
+
+
+def sft_rows(dataset: RecDataset, examples: list[Example], builder: PromptBuilder) -> list[dict[str, Any]]:
+    """Prompt-completion rows: the RL prompt and the target item's text as the assistant's answer."""
+    rows = []
+    for ex in examples:
+        prompt = builder.build(ex.history)
+        answer = dataset.item_text(ex.target)
+        completion: Any = (
+            [{"role": "assistant", "content": answer}] if isinstance(prompt, list) else " " + answer
+        )
+        rows.append({"prompt": prompt, "completion": completion})
+    return rows
+
+
+def _truncate_completions(rows: list[dict[str, Any]], tokenizer: Any, max_tokens: int) -> None:
+    for row in rows:
+        completion = row["completion"]
+        text = completion[0]["content"] if isinstance(completion, list) else completion
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > max_tokens:
+            text = tokenizer.decode(ids[:max_tokens])
+            if isinstance(completion, list):
+                completion[0]["content"] = text
+            else:
+                row["completion"] = text
+
+
+# -- run ---------------------------------------------------------------------------------------------
+def _trainer_class() -> type:
+    from trl import SFTTrainer
+
+    from rl4rec.training.trl_backend import CheckpointPublishMixin
+
+    class Rl4recSFTTrainer(CheckpointPublishMixin, SFTTrainer):
+        pass
+
+    return Rl4recSFTTrainer
+
+
+def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
+    """Fine-tune and write ``checkpoint_final`` (LoRA merged); returns its path."""
+    from datasets import Dataset
+    from trl import SFTConfig as TrlSFTConfig
+
+    from rl4rec.policy.loading import load_policy
+    from rl4rec.retrieval.embedder import resolve_device
+    from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback
+    from rl4rec.training.trainer import set_seed
+
+    config.validate()
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.dataset_name, config.data_dir)  # fails fast on a missing dataset
+    run_dir = Path(config.checkpoint_dir)
+    resume_from = latest_checkpoint(run_dir) if config.resume else None
+    if config.resume and resume_from is None:
+        logger.warning("--resume: no checkpoint_step_N in %s yet; starting from scratch", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_partial(run_dir)
+    metrics_log = JsonlLog(run_dir / METRICS_FILE)
+    if resume_from is not None:
+        metrics_log.truncate_after(int(resume_from.name.rsplit("_", 1)[1]))
+    elif metrics_log.path.exists():
+        metrics_log.path.unlink()
+    atomic_write_text(run_dir / RUN_CONFIG, config.to_json())
+    set_seed(config.seed)
+
+    model, tokenizer = load_policy(config.model_name, device="cpu")
+    tokenizer.padding_side = "right"  # training pads on the right; generation sets left again on load
+    builder = PromptBuilder(
+        dataset,
+        tokenizer,
+        PromptConfig(
+            max_items=config.max_history_items, order=config.prompt_order, max_length=config.max_length
+        ),  # type: ignore[arg-type]
+    )
+    examples = sft_examples(dataset, config)
+    rows = sft_rows(dataset, examples, builder)
+    _truncate_completions(rows, tokenizer, config.max_completion_tokens)
+    logger.info("sft data: %d examples from %d users", len(rows), len({e.user_id for e in examples}))
+    args = TrlSFTConfig(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=config.mini_batch_size,
+        gradient_accumulation_steps=config.batch_size // config.mini_batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps (transformers 5)
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        max_length=config.max_length + config.max_completion_tokens + 8,
+        completion_only_loss=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=None,
+        logging_steps=1,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        bf16=config.bf16,
+        activation_checkpointing=config.gradient_checkpointing,  # transformers 5's name
+        dataloader_num_workers=0,
+    )
+    metrics_cb = MetricsFileCallback(metrics_log)
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=_lora(config),
+        callbacks=[metrics_cb, ProgressCallback(metrics_cb), *(callbacks or [])],
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.rl4rec_config = config
+    done = int(resume_from.name.rsplit("_", 1)[1]) if resume_from is not None else 0
+    if 0 < config.max_steps <= done and not config.use_peft:  # (a LoRA checkpoint holds adapters only)
+        # HF would still run one more (zero learning-rate) step; the run is already complete.
+        logger.info(
+            "--resume: %s is at --max_steps %d already; writing the final checkpoint", resume_from, done
+        )
+        trainer.model, _ = load_policy(str(resume_from), device="cpu")
+    else:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    final = run_dir / FINAL_NAME
+    out_model = trainer.model.merge_and_unload() if config.use_peft else trainer.model
+    tokenizer.padding_side = "left"
+    with atomic_directory(final) as tmp:
+        out_model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        atomic_write_text(tmp / RUN_CONFIG, config.to_json())
+    logger.info("final checkpoint: %s", final)
+    return final
+
+
+def _lora(config: SFTConfig) -> Any:
+    if not config.use_peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_main(argv: list[str] | None = None) -> int:
+    from trl import TrlParser
+
+    try:
+        (config,) = TrlParser(SFTConfig).parse_args_and_config(argv)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{exc}. See --help for the list of flags.") from None
+    final = run_sft(config.validate())
+    print(f"run directory: {config.checkpoint_dir}")
+    print(f"final checkpoint: {final}")
+    return 0
