@@ -28,41 +28,12 @@ import torch
 
 from rl4rec.data.dataset import RecDataset
 from rl4rec.data.splits import Example, training_interactions
+from rl4rec.errors import DataError
 from rl4rec.evaluation.config import EvalConfig
-from rl4rec.metrics import compute_ranks
+from rl4rec.evaluation.ranking import Method, ScoreMethod, TextMethod
 from rl4rec.retrieval.fusion import FusionConfig, load_fusion
 
 logger = logging.getLogger(__name__)
-
-Ranked = tuple[list[int], list[str | None]]
-
-
-def _histories(examples: Sequence[Example]) -> list[list[int]]:
-    return [list(e.history) for e in examples]
-
-
-class Method:
-    """Ranks a chunk of examples; ``queries`` are the texts used (None for score-only methods)."""
-
-    name = "method"
-
-    def rank(self, examples: Sequence[Example]) -> Ranked:
-        raise NotImplementedError
-
-
-class ScoreMethod(Method):
-    def __init__(self, n_items: int) -> None:
-        self.n_items = n_items
-
-    def scores(self, examples: Sequence[Example]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def rank(self, examples: Sequence[Example]) -> Ranked:
-        scores = self.scores(examples)
-        targets = torch.tensor([e.target for e in examples], dtype=torch.long)
-        ranks = compute_ranks(scores, targets, _histories(examples))
-        return [int(r) for r in ranks.tolist()], [None] * len(examples)
-
 
 class RandomScores(ScoreMethod):
     """Uniform scores from a generator seeded by (seed, user): the same per user on every run and resume."""
@@ -107,27 +78,6 @@ class HistoryMeanScores(ScoreMethod):
         return queries @ self.items.T
 
 
-class TextMethod(Method):
-    """Writes one query text per example and ranks it with the retrieval service (fused when configured)."""
-
-    #: History-aware scoring (:mod:`rl4rec.retrieval.fusion`), set by :func:`make_method` from --fusion.
-    fusion: FusionConfig | None = None
-
-    def __init__(self, service: Any, dataset_name: str) -> None:
-        self.service = service
-        self.dataset_name = dataset_name
-
-    def queries(self, examples: Sequence[Example]) -> list[str]:
-        raise NotImplementedError
-
-    def rank(self, examples: Sequence[Example]) -> Ranked:
-        texts = self.queries(examples)
-        ranks = self.service.rank(
-            texts, self.dataset_name, [e.target for e in examples], _histories(examples), self.fusion
-        )
-        return [int(r) for r in ranks], list(texts)
-
-
 class HistoryFusion(TextMethod):
     """No text: recency-weighted similarity to the history plus item co-occurrence (fusion with w_text 0).
 
@@ -167,6 +117,30 @@ class GeneratedQuery(TextMethod):
         return self.generator.generate([self.builder.build(e.history) for e in examples])
 
 
+class StoredQuery(TextMethod):
+    """Ranks the texts another run wrote for the same users (``--queries_from``; same split and dataset).
+
+    Generating a query costs a CPU second per user, ranking it a millisecond: re-ranking a run's own texts
+    under another scoring (``--fusion``) reuses them, which also makes the fused and the text-only rows
+    compare *the same texts* user by user.
+    """
+
+    def __init__(
+        self, service: Any, dataset_name: str, texts: dict[int, str], source: str, name: str
+    ) -> None:
+        super().__init__(service, dataset_name)
+        self.texts, self.source, self.name = texts, source, name
+
+    def queries(self, examples: Sequence[Example]) -> list[str]:
+        missing = [e.user_id for e in examples if e.user_id not in self.texts]
+        if missing:
+            raise DataError(
+                f"{self.source} has no query for {len(missing)} of these users (e.g. user {missing[0]}): "
+                "use the same --num_users and --seed as that run, or let it finish first."
+            )
+        return [self.texts[e.user_id] for e in examples]
+
+
 #: history-fusion's weights when no --fusion file is given (tune them: `rl4rec tune-fusion`).
 DEFAULT_HISTORY_FUSION = FusionConfig(w_text=0.0, w_hist=1.0, w_co=1.0)
 
@@ -199,7 +173,7 @@ def _make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Metho
     if config.method == "history-fusion":
         return HistoryFusion(service, dataset.name, DEFAULT_HISTORY_FUSION)
     if config.queries_from:
-        from rl4rec.evaluation.stored_queries import StoredQuery, read_queries
+        from rl4rec.evaluation.run_files import read_queries
 
         _, texts = read_queries(config.queries_from, dataset.name, config.split)
         return StoredQuery(service, dataset.name, texts, config.queries_from, config.method)

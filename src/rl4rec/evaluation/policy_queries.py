@@ -52,9 +52,9 @@ def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
 
 def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBuilder, Any]:
     """The prompt builder and the generator of an LLM method (its policy loaded on ``config.device``)."""
+    from rl4rec.devices import resolve_device
     from rl4rec.policy.generation import GenerationSettings, make_generator
     from rl4rec.policy.loading import load_policy, resolve_model_path
-    from rl4rec.retrieval.embedder import resolve_device
 
     model_name = config.model or DEFAULT_POLICY
     settings = prompt_settings(config, model_name)

@@ -13,7 +13,7 @@ from typing import Any
 
 from rl4rec.errors import DataError
 from rl4rec.evaluation.plots import methods_chart, training_curves
-from rl4rec.evaluation.runner import RESULTS_FILE, read_ranks
+from rl4rec.evaluation.run_files import RESULTS_FILE, read_ranks
 from rl4rec.io import atomic_write_text
 from rl4rec.training.run_log import METRICS_FILE
 

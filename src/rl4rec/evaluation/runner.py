@@ -22,15 +22,13 @@ from rl4rec.data.dataset import load_dataset
 from rl4rec.data.splits import Example, leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.config import EvalConfig
+from rl4rec.evaluation.run_files import CONFIG_FILE, RANKS_FILE, RESULTS_FILE, read_ranks
 from rl4rec.evaluation.statistics import metric_table
 from rl4rec.io import atomic_write_json, atomic_write_text
 from rl4rec.metrics import count_candidates
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "eval_config.json"
-RANKS_FILE = "ranks.jsonl"
-RESULTS_FILE = "results.json"
 TIES = "pessimistic: items scoring equal to the target rank above it"
 #: Examples per chunk for score-only baselines (bounds the [chunk, n_items] score matrix).
 SCORE_CHUNK = 256
@@ -58,7 +56,7 @@ def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
 
         ident["sasrec"] = sasrec_config(config).key_fields()
     if config.queries_from:  # the texts are that run's: its model, prompts and decoding are the identity
-        from rl4rec.evaluation.stored_queries import read_queries
+        from rl4rec.evaluation.run_files import read_queries
 
         source, _ = read_queries(config.queries_from, config.dataset, config.split)
         ident["queries_from"] = {"run_dir": str(Path(config.queries_from).resolve()), **source}
@@ -78,36 +76,6 @@ def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
             },
         )
     return ident
-
-
-def candidate_counts(records: list[dict[str, Any]]) -> list[int] | None:
-    """Per-user candidate counts for AUC, or None when a record predates them (then AUC is left out)."""
-    if not records or any("candidates" not in r for r in records):
-        return None
-    return [int(r["candidates"]) for r in records]
-
-
-def read_ranks(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """Per-user records of a run directory (a torn last line from a crash is ignored)."""
-    path = Path(run_dir) / RANKS_FILE
-    out: dict[int, dict[str, Any]] = {}
-    if not path.is_file():
-        return out
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines):
-                logger.warning("%s: ignoring a torn last line (interrupted write)", path)
-                continue
-            raise DataError(
-                f"{path}:{i}: not valid JSON; delete the run directory or pass --overwrite."
-            ) from None
-        out[int(record["user_id"])] = record
-    return out
 
 
 def _backfill_candidates(run_dir: Path, done: dict[int, dict[str, Any]], candidates: dict[int, int]) -> None:

@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from rl4rec.data.dataset import RecDataset
 from rl4rec.data.splits import Example, leave_one_out, sample_users
-from rl4rec.evaluation.methods import ScoreMethod
+from rl4rec.devices import resolve_device
+from rl4rec.evaluation.ranking import ScoreMethod
 from rl4rec.io import atomic_write_bytes, atomic_write_json, cache_dir
 from rl4rec.metrics import compute_ranks, ndcg_from_ranks
 
@@ -133,12 +134,6 @@ def data_fingerprint(sequences: Sequences, n_items: int) -> str:
     return h.hexdigest()
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class SASRecScores(ScoreMethod):
     """Scores every item after the last history item (the most recent ``max_len`` items)."""
 
@@ -199,7 +194,7 @@ def train_sasrec(
     sequences: Sequences, n_items: int, cfg: SASRecConfig, folder: Path, key: str = ""
 ) -> tuple[SASRec, dict[str, Any]]:
     """Train on ``items[:-2]`` with full-softmax CE; keep the epoch with the best validation NDCG@10."""
-    device = resolve_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)
     model = SASRec(n_items, cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
@@ -267,7 +262,7 @@ def load_or_train(dataset: RecDataset, cfg: SASRecConfig, root: Path | None = No
                     raise ValueError("key mismatch")
             model.load_state_dict(load_file(str(model_path)))
             logger.info("sasrec: reusing the trained model in %s", folder)
-            return model.to(resolve_device(cfg.device)).eval(), folder
+            return model.to(torch.device(resolve_device(cfg.device))).eval(), folder
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             logger.warning("sasrec model %s is unusable (%s); retraining", model_path, exc)
     folder.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def tune(config: TuneConfig, service: Any = None) -> dict[str, Any]:
     examples = leave_one_out(dataset.sequences, "valid").examples
     texts = None
     if config.queries:
-        from rl4rec.evaluation.stored_queries import read_queries
+        from rl4rec.evaluation.run_files import read_queries
 
         _, by_user = read_queries(config.queries, config.dataset, "valid")
         examples = [e for e in examples if e.user_id in by_user]

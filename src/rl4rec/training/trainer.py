@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from rl4rec.devices import resolve_device
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.io import atomic_directory, atomic_write_text
-from rl4rec.retrieval.embedder import EmbedderConfig, resolve_device
+from rl4rec.retrieval.embedder import EmbedderConfig
 from rl4rec.training.checkpoints import (
     FINAL_NAME,
     RUN_CONFIG,
