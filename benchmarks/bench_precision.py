@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import datetime as dt
 import gc
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, add_threads_flag, apply_threads, write_result
+from common import REPO, RESULTS, add_threads_flag, apply_threads, write_result
 
 SECTIONS = ("gen", "sft", "grpo", "trl")
 
@@ -173,8 +175,12 @@ def run_sft(args: Any, data: Data, load: Any) -> dict[str, Any]:
     opts = {name: make_optimizer(m, args.lr) for name, m in models.items()}
     for m in models.values():
         m.train()
-    with torch.no_grad():
-        initial_eval = sft_forward(models["fp32"], held_out, False)[0].item()
+
+    def held_out_losses() -> dict[str, float]:
+        with torch.no_grad():
+            return {name: sft_forward(m, held_out, False)[0].item() for name, m in models.items()}
+
+    held_out_trajectory = [held_out_losses()]
 
     # step 0 (warm-up, not timed): same weights, same batch -> quality of one step
     losses: dict[str, list[float]] = {name: [] for name in models}
@@ -191,6 +197,7 @@ def run_sft(args: Any, data: Data, load: Any) -> dict[str, Any]:
     for name in models:
         opts[name].step()
         opts[name].zero_grad(set_to_none=True)
+    held_out_trajectory.append(held_out_losses())
 
     times: dict[str, list[float]] = {name: [] for name in models}
     for rep, order in enumerate(rotations(list(models), args.reps), start=1):
@@ -203,14 +210,20 @@ def run_sft(args: Any, data: Data, load: Any) -> dict[str, Any]:
             times[name].append(time.perf_counter() - t0)
             losses[name].append(loss.item())
             print(f"sft rep {rep} {name}: {times[name][-1]:.1f}s loss {loss.item():.4f}", flush=True)
-    with torch.no_grad():
-        final_eval = {name: sft_forward(m, held_out, False)[0].item() for name, m in models.items()}
-    quality["loss_trajectory"] = losses
-    quality["trajectory_max_abs_diff"] = max(abs(a - b) for a, b in zip(*losses.values(), strict=True))
-    quality["held_out_fp32_loss"] = {"before": initial_eval, "after_fp32_training": final_eval["fp32"],
-                                     "after_bf16_training": final_eval["bf16_autocast"],
-                                     "abs_diff_after": abs(final_eval["fp32"] - final_eval["bf16_autocast"])}  # fmt: skip
-    del models, opts
+        held_out_trajectory.append(held_out_losses())
+    quality["train_loss_trajectory"] = losses  # each model's own batch loss, in its own precision
+    quality["train_loss_max_abs_diff"] = max(abs(a - b) for a, b in zip(*losses.values(), strict=True))
+    # the same held-out batch scored in fp32 after 0, 1, 2, ... steps: how far the two trainings drift apart
+    quality["held_out_fp32_loss_trajectory"] = {
+        name: [h[name] for h in held_out_trajectory] for name in models
+    }
+    quality["held_out_max_abs_diff"] = max(abs(h["fp32"] - h["bf16_autocast"]) for h in held_out_trajectory)
+    quality["held_out_drop_fp32"] = held_out_trajectory[0]["fp32"] - held_out_trajectory[-1]["fp32"]
+    quality["held_out_drop_bf16"] = (
+        held_out_trajectory[0]["bf16_autocast"] - held_out_trajectory[-1]["bf16_autocast"]
+    )
+    models.clear()
+    opts.clear()
     gc.collect()
     return {"timing": timing_summary(times), "quality": quality, "bf16_weights_step": bf16_weight_step(args, batches[0], load),
             "batch_shape": list(batches[0]["input_ids"].shape),
@@ -461,7 +474,6 @@ def run_trl(args: Any, tmp: Path) -> dict[str, Any]:
         ).validate()  # fmt: skip
 
     trainers: dict[str, Any] = {}
-    forwards: dict[str, Any] = {}
     records: dict[str, Record] = {}
     dtype_seen: dict[str, set[str]] = {}
     reward_fn = None
@@ -488,13 +500,12 @@ def run_trl(args: Any, tmp: Path) -> dict[str, Any]:
         trainer.rl4rec_config = cfg
         trainer.step_timer = StepTimer()
         trainers[name] = trainer
-        forwards[name] = trainer.model.forward
     # warm-up (step 1 of each pays one-off costs), then alternate
     for rep, order in enumerate(rotations(list(trainers), args.trl_reps + 1)):
         for name in order:
             trainer = trainers[name]
-            # every train() makes accelerate wrap the forward again: start from TRL's (fused LM head) forward
-            trainer.model.forward = forwards[name]
+            # accelerate wraps the forward in autocast on the first train() only (the model is then marked
+            # prepared), so later calls run exactly like steps 2.. of one run
             trainer.train()
             log = records[name].logs[-1]
             print(f"trl rep {rep} {name}: {records[name].walls[-1]:.1f}s (gen {log['time/generation']:.1f}, "
@@ -545,6 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     add_threads_flag(parser)
     parser.add_argument("--out", default="bench_precision")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="rerun only --sections and keep the other sections of --out's JSON",
+    )
     args = parser.parse_args(argv)
     apply_threads(args.torch_threads)
 
@@ -587,6 +603,19 @@ def main(argv: list[str] | None = None) -> int:
         section_s[section] = time.perf_counter() - t0
         print(f"section {section}: {section_s[section]:.0f}s", flush=True)
     payload["section_s"] = section_s
+    # which command produced each section (with --update, sections come from different runs)
+    this_run = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "load_average_1m": os.getloadavg()[0]}  # fmt: skip
+    payload["section_runs"] = {name: this_run for name in payload["results"]}
+    previous = RESULTS / f"{args.out}.json"
+    if args.update and previous.is_file():
+        old = json.loads(previous.read_text())
+        old_run = {"command": old.get("command"), "date": old.get("machine", {}).get("date"),
+                   "load_average_1m": old.get("machine", {}).get("load_average_1m")}  # fmt: skip
+        old_runs = {name: old.get("section_runs", {}).get(name, old_run) for name in old.get("results", {})}
+        payload["results"] = {**old.get("results", {}), **payload["results"]}
+        payload["section_s"] = {**old.get("section_s", {}), **section_s}
+        payload["section_runs"] = {**old_runs, **payload["section_runs"]}
     payload["run_total_s"] = time.perf_counter() - started
     summary = {name: {v: round(t["speedup_vs_fp32"], 2) for v, t in r["timing"].items()}
                for name, r in payload["results"].items()}  # fmt: skip

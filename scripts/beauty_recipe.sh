@@ -5,8 +5,9 @@
 #   tune        fusion-history.json: history + co-occurrence weights on 3000 seeded VALIDATION users
 #   zero-shot   the untrained policy: validation queries -> fusion-zero-shot.json; test 500, test 500 + fusion
 #   sft         rl4rec sft (48 steps x 8 of a 1024-example training-split sample); then as zero-shot
-#   grpo        GRPO from the SFT checkpoint, AUC of the fused rank (fusion-sft.json) as the reward
-#   grpo-eval   the GRPO policy on the same 500 test users, text only and fused with fusion-sft.json
+#   grpo        GRPO from the SFT checkpoint, AUC of the fused rank (fusion-sft-reward.json) as the reward
+#   grpo-eval   the GRPO policy: validation queries -> fusion-sft-grpo.json; test text-only, fused, and fused
+#               with the reward's weights (sft-reward-fusion is the SFT policy under the same weights)
 #   compare     every LLM row minus last-item and minus history-fusion, paired on the shared users
 # Data: $DATA_DIR (default ../shared/data). Outputs: outputs/results/beauty/. Seeds: evaluation sample 0,
 # training 42. Test users are read once per reported row; every weight is chosen on validation users.
@@ -29,11 +30,12 @@ evaluate() {  # evaluate NAME SPLIT ARGS...: one evaluation run (resumable) + it
   $RL4REC evaluate "${EVAL[@]}" --split "$split" --run_dir "$OUT/$name" --output "$OUT/$name.json" "$@"
 }
 
-llm_rows() {  # llm_rows NAME ARGS...: validation queries -> fusion weights; test text-only and fused rows
+llm_rows() {  # llm_rows NAME ARGS...: validation queries -> text weight (history weights from 3000 validation
+              # users: fusion-history.json); test text-only and fused rows
   local name=$1; shift
   evaluate "$name-valid" valid --num_users "$N_VALID" "$@"
   [ -f "$OUT/fusion-$name.json" ] || $RL4REC tune-fusion --dataset beauty --data_dir "$DATA" \
-    --queries "$OUT/$name-valid" --output "$OUT/fusion-$name.json"
+    --queries "$OUT/$name-valid" --base "$OUT/fusion-history.json" --output "$OUT/fusion-$name.json"
   evaluate "$name" test --num_users "$N_TEST" "$@"
   evaluate "$name-fusion" test --num_users "$N_TEST" "$@" --queries_from "$OUT/$name" --fusion "$OUT/fusion-$name.json"
 }
@@ -44,30 +46,46 @@ case ${1:-} in
       --num_users 3000 --output "$OUT/fusion-history.json" ;;
   baselines)
     for m in last-item popularity; do evaluate "$m" test --method $m; done
-    evaluate history-fusion test --method history-fusion --fusion "$OUT/fusion-history.json" ;;
+    evaluate history-fusion test --method history-fusion --fusion "$OUT/fusion-history.json"
+    # the same two on the LLM rows' user sample, for a same-users table (compare pairs on shared users anyway)
+    evaluate last-item-$N_TEST test --method last-item --num_users "$N_TEST"
+    evaluate history-fusion-$N_TEST test --method history-fusion --fusion "$OUT/fusion-history.json" --num_users "$N_TEST" ;;
   zero-shot)
     llm_rows zero-shot --method zero-shot "${PROMPT[@]}" ;;
   sft)
     $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$RUNS/sft-beauty" --device cpu \
       "${PROMPT[@]}" --max_examples 1024 --max_steps 48 --batch_size 8 --mini_batch_size 8 --learning_rate 1e-4 --bf16 \
       --save_steps 16 $( [ -d "$RUNS/sft-beauty" ] && echo --resume )
-    llm_rows sft --method policy --model "$RUNS/sft-beauty/checkpoint_final" ;;
+    llm_rows sft --method policy --model "$RUNS/sft-beauty/checkpoint_final"
+    # The RL reward needs a text weight > 0 to carry any signal: weights and text weight chosen jointly on the
+    # SFT policy's validation texts (the full grid, no --base).
+    [ -f "$OUT/fusion-sft-reward.json" ] || $RL4REC tune-fusion --dataset beauty --data_dir "$DATA" \
+      --queries "$OUT/sft-valid" --output "$OUT/fusion-sft-reward.json"
+    evaluate sft-reward-fusion test --num_users "$N_TEST" --method policy \
+      --model "$RUNS/sft-beauty/checkpoint_final" --queries_from "$OUT/sft" --fusion "$OUT/fusion-sft-reward.json" ;;
   grpo)
     $RL4REC train --algorithm grpo --model_name "$RUNS/sft-beauty/checkpoint_final" --dataset_name beauty \
-      --data_dir "$DATA" --device cpu "${PROMPT[@]}" --fusion "$OUT/fusion-sft.json" --reward_type auc \
+      --data_dir "$DATA" --device cpu "${PROMPT[@]}" --fusion "$OUT/fusion-sft-reward.json" --reward_type auc \
       --learning_rate 1e-5 --temperature 0.8 --batch_size 8 --num_generations 4 --mini_batch_size 4 \
       --ppo_epochs 1 --max_new_tokens 48 --max_steps "$GRPO_STEPS" --save_steps 5 --log_with none \
       --checkpoint_dir "$RUNS/grpo-beauty" $( [ -d "$RUNS/grpo-beauty/checkpoint_step_5" ] && echo --resume ) ;;
-  grpo-eval)
-    evaluate sft-grpo test --num_users "$N_TEST" --method policy --model "$RUNS/grpo-beauty/checkpoint_final"
-    evaluate sft-grpo-fusion test --num_users "$N_TEST" --method policy \
-      --model "$RUNS/grpo-beauty/checkpoint_final" --queries_from "$OUT/sft-grpo" --fusion "$OUT/fusion-sft.json" ;;
+  grpo-eval)  # N_TEST=1000 in docs/RESULTS.md (the first 500 of them are the other rows' 500 users)
+    GRPO=(--method policy --model "$RUNS/grpo-beauty/checkpoint_final")
+    llm_rows sft-grpo "${GRPO[@]}"
+    evaluate sft-grpo-reward-fusion test --num_users "$N_TEST" "${GRPO[@]}" --queries_from "$OUT/sft-grpo" \
+      --fusion "$OUT/fusion-sft-reward.json" ;;
   compare)
-    for b in zero-shot zero-shot-fusion sft sft-fusion sft-grpo sft-grpo-fusion; do
+    for b in zero-shot zero-shot-fusion sft sft-fusion sft-grpo sft-grpo-fusion sft-reward-fusion sft-grpo-reward-fusion; do
       [ -d "$OUT/$b" ] || continue
       for a in last-item history-fusion; do
         $RL4REC compare "$OUT/$a" "$OUT/$b" --output "$OUT/$b-vs-$a.json" | tail -n 4
       done
+    done
+    for pair in zero-shot:sft sft:sft-grpo zero-shot-fusion:sft-fusion sft-fusion:sft-grpo-fusion \
+                sft-reward-fusion:sft-grpo-reward-fusion; do
+      a=${pair%%:*} b=${pair##*:}
+      [ -d "$OUT/$a" ] && [ -d "$OUT/$b" ] || continue
+      $RL4REC compare "$OUT/$a" "$OUT/$b" --output "$OUT/$b-vs-$a.json" | tail -n 4
     done ;;
   *) sed -n 2,12p "$0"; exit 2 ;;
 esac

@@ -62,7 +62,9 @@ def recording(*args, **kwargs):
 adapter.to_trl_reward = recording
 
 init = trainer_module.TRLTrainer.__init__
-trainer_module.TRLTrainer.__init__ = lambda self, args, callbacks=None: init(self, args, [*(callbacks or []), Report()])
+def with_report(self, *args, callbacks=None, **kwargs):
+    init(self, *args, callbacks=[*(callbacks or []), Report()], **kwargs)
+trainer_module.TRLTrainer.__init__ = with_report
 from rl4rec.cli import main
 sys.exit(main(["train", *sys.argv[1:]]))
 """

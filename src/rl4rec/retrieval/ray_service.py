@@ -361,6 +361,15 @@ def start_service(
             break
         except ray.exceptions.GetTimeoutError:
             raise ServiceError(f"RetrievalService did not answer within {timeout_s:.0f}s.") from None
+        except ray.exceptions.ActorUnavailableError:
+            # An existing actor that Ray is restarting (e.g. its node died and one with the resources it
+            # needs has joined): wait for it, it is not a failed start.
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"RetrievalService is restarting and did not answer within {timeout_s:.0f}s "
+                    f"(does a live node have the resources it needs: {resources or 'none'}, {num_gpus} GPUs?)."
+                ) from None
+            time.sleep(1.0)
         except ray.exceptions.RayActorError as exc:
             ray.kill(handle, no_restart=True)
             raise ServiceError(f"RetrievalService failed to start: {exc}") from None

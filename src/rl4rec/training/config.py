@@ -28,6 +28,19 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+def check_prompt_flags(config: Any) -> None:
+    """The prompt and training-target flags that ``rl4rec train`` and ``rl4rec sft`` share, checked once."""
+    checks = [
+        (config.max_length >= 16, f"--max_length must be >= 16 tokens, got {config.max_length}."),
+        (config.max_history_items >= 1, f"--max_history_items must be >= 1, got {config.max_history_items}."),
+        (config.prompt_order in ("oldest_first", "recent_first"), "--prompt_order must be oldest_first or recent_first."),
+        (config.train_targets in ("last", "all"), f"--train_targets must be last or all, got {config.train_targets!r}."),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
 @dataclass
 class TrainConfig:
     # -- seed flags (names and defaults as documented by the seed) ----------------------------------
@@ -203,7 +216,7 @@ class TrainConfig:
         need(self.num_epochs > 0, f"--num_epochs must be > 0, got {self.num_epochs}.")
         need(self.max_steps >= 1, f"--max_steps must be >= 1, got {self.max_steps}.")
         need(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}.")
-        need(self.max_length >= 16, f"--max_length must be >= 16 tokens, got {self.max_length}.")
+        check_prompt_flags(self)
         need(self.max_new_tokens >= 1, f"--max_new_tokens must be >= 1, got {self.max_new_tokens}.")
         need(
             self.temperature > 0, f"--temperature must be > 0 for sampling rollouts, got {self.temperature}."
@@ -213,15 +226,6 @@ class TrainConfig:
         need(
             self.train_users is None or self.train_users >= 1,
             f"--train_users must be >= 1, got {self.train_users}.",
-        )
-        need(self.max_history_items >= 1, f"--max_history_items must be >= 1, got {self.max_history_items}.")
-        need(
-            self.prompt_order in ("oldest_first", "recent_first"),
-            "--prompt_order must be oldest_first or recent_first.",
-        )
-        need(
-            self.train_targets in ("last", "all"),
-            f"--train_targets must be last or all, got {self.train_targets!r}.",
         )
         need(
             self.value_model in ("head", "separate"),

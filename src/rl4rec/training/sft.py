@@ -28,7 +28,7 @@ from rl4rec.data.splits import Example, leave_one_out
 from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_directory, atomic_write_text
 from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint
-from rl4rec.training.config import _f
+from rl4rec.training.config import _f, check_prompt_flags
 from rl4rec.training.run_log import METRICS_FILE, JsonlLog
 
 logger = logging.getLogger(__name__)
@@ -85,16 +85,7 @@ class SFTConfig:
             if not ok:
                 raise ConfigError(message)
 
-        need(self.max_length >= 16, f"--max_length must be >= 16 tokens, got {self.max_length}.")
-        need(self.max_history_items >= 1, f"--max_history_items must be >= 1, got {self.max_history_items}.")
-        need(
-            self.prompt_order in ("oldest_first", "recent_first"),
-            "--prompt_order must be oldest_first or recent_first.",
-        )
-        need(
-            self.train_targets in ("last", "all"),
-            f"--train_targets must be last or all, got {self.train_targets!r}.",
-        )
+        check_prompt_flags(self)
         need(
             self.max_examples is None or self.max_examples >= 1,
             f"--max_examples must be >= 1, got {self.max_examples}.",
