@@ -176,8 +176,15 @@ def run_sft(args: Any, data: Data, load: Any) -> dict[str, Any]:
     for m in models.values():
         m.train()
 
+    held_out_bf16_view: list[dict[str, float]] = []
+
     def held_out_losses() -> dict[str, float]:
+        # the same held-out batch after 0, 1, 2, ... steps, scored in fp32 (the master weights) and, apart, under
+        # autocast (what the bf16 run's forward sees: the weights rounded to bf16)
         with torch.no_grad():
+            held_out_bf16_view.append(
+                {name: sft_forward(m, held_out, True)[0].item() for name, m in models.items()}
+            )
             return {name: sft_forward(m, held_out, False)[0].item() for name, m in models.items()}
 
     held_out_trajectory = [held_out_losses()]
@@ -218,6 +225,14 @@ def run_sft(args: Any, data: Data, load: Any) -> dict[str, Any]:
         name: [h[name] for h in held_out_trajectory] for name in models
     }
     quality["held_out_max_abs_diff"] = max(abs(h["fp32"] - h["bf16_autocast"]) for h in held_out_trajectory)
+    quality["held_out_autocast_view_trajectory"] = {
+        name: [h[name] for h in held_out_bf16_view] for name in models
+    }
+    quality["autocast_view_minus_fp32_max_abs"] = max(
+        abs(v[name] - h[name])
+        for v, h in zip(held_out_bf16_view, held_out_trajectory, strict=True)
+        for name in models
+    )
     quality["held_out_drop_fp32"] = held_out_trajectory[0]["fp32"] - held_out_trajectory[-1]["fp32"]
     quality["held_out_drop_bf16"] = (
         held_out_trajectory[0]["bf16_autocast"] - held_out_trajectory[-1]["bf16_autocast"]

@@ -321,7 +321,7 @@ def start_service(
     and restarts it there, or on the next node that has them, when its node dies.
 
     ``max_concurrency`` calls run at once in the actor's threads; with ``batch_requests`` their texts
-    are merged into shared embedder batches (see :class:`~rl4rec.retrieval.service.EncodeBatcher`).
+    are merged into shared embedder batches (see :class:`~rl4rec.retrieval.batching.EncodeBatcher`).
     """
     from rl4rec.data.dataset import load_dataset
 

@@ -30,6 +30,7 @@ from rl4rec.policy.generation import render_prompts
 from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
 from rl4rec.training.ppo import losses as L
 from rl4rec.training.ppo import state as S
+from rl4rec.training.ppo.accelerate_setup import bf16_supported, release_accelerator_state
 from rl4rec.training.ppo.optim import build_optimizer
 from rl4rec.training.ppo.rollout import (
     HFSampler,
@@ -52,18 +53,16 @@ def run_ppo(trainer: Any, device: str, resume_from: Path | None, reward: Any = N
     return PPORun(trainer, device, resume_from, reward).train()
 
 
-def _bf16(device: str) -> bool:
-    return device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 class PPORun:
     def __init__(self, trainer: Any, device: str, resume_from: Path | None, reward: Any = None) -> None:
         self.trainer, self.config, self.resume_from = trainer, trainer.config, resume_from
         config = self.config
         log_with = None if config.log_with in ("none", "auto") else config.log_with
+        precision = "bf16" if bf16_supported(device) else "no"
+        release_accelerator_state(precision)
         self.acc = Accelerator(
             cpu=device == "cpu",
-            mixed_precision="bf16" if _bf16(device) else "no",
+            mixed_precision=precision,
             log_with=log_with,
             project_dir=str(trainer.run_dir),
         )
