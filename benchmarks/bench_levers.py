@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import functools
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -33,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_step import wall_clock_callback
-from common import REPO, add_threads_flag, apply_threads, write_result
+from common import REPO, RESULTS, add_threads_flag, apply_threads, write_result
 
 #: name -> (extra flags, TRL GRPOConfig overrides)
 CONFIGS: dict[str, tuple[list[str], dict[str, Any]]] = {
@@ -91,16 +93,22 @@ def run_config(name: str, args: Any, tmp: Path) -> dict[str, Any]:
         steps.append({"step": record["step"], "wall_s": wall, **split,
                       "other_s": max(wall - sum(split.values()), 0.0), "reward": record.get("reward"),
                       "completion_length": record.get("completion_length")})  # fmt: skip
+    out: dict[str, Any] = {"steps": steps, "first_step_s": steps[0]["wall_s"], "run_total_s": total}
     later = steps[1:] or steps
-    out: dict[str, Any] = {"flags": extra, "grpo_config_overrides": overrides, "steps": steps,
-                           "first_step_s": steps[0]["wall_s"], "run_total_s": total}  # fmt: skip
+    print(f"{name}: mean of steps 2..{len(steps)} {statistics.fmean(s['wall_s'] for s in later):.1f}s "
+          f"(generation {statistics.fmean(s['generation_s'] for s in later):.1f}s, "
+          f"update {statistics.fmean(s['update_s'] for s in later):.1f}s)", flush=True)  # fmt: skip
+    return out
+
+
+def pooled_stats(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median / mean per step over steps 2..N of every round, and the mean split as fractions of the step."""
+    later = [s for r in rounds for s in (r["steps"][1:] or r["steps"])]
+    out: dict[str, Any] = {"n_steps": len(later)}
     for stat, fn in (("median", statistics.median), ("mean", statistics.fmean)):
         out[stat] = {"step_s": fn(s["wall_s"] for s in later),
                      **{f"{p}_s": fn(s[f"{p}_s"] for s in later) for p in (*PARTS, "other")}}  # fmt: skip
-    step_mean = out["mean"]["step_s"]
-    out["fraction_of_step"] = {p: out["mean"][f"{p}_s"] / step_mean for p in (*PARTS, "other")}
-    print(f"{name}: median step {out['median']['step_s']:.1f}s, mean {step_mean:.1f}s, "
-          f"split {json.dumps({p: round(v, 2) for p, v in out['fraction_of_step'].items()})}", flush=True)  # fmt: skip
+    out["fraction_of_step"] = {p: out["mean"][f"{p}_s"] / out["mean"]["step_s"] for p in (*PARTS, "other")}
     return out
 
 
@@ -117,17 +125,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     add_threads_flag(parser)
     parser.add_argument("--out", default="bench_levers")
+    parser.add_argument("--reverse", action="store_true", help="run --configs in reverse order")
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="add this run as another round to --out's JSON (pooling steps; e.g. a second round with --reverse)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     apply_threads(args.torch_threads)
 
     started = time.perf_counter()
     runs: dict[str, Any] = {}
+    previous = RESULTS / f"{args.out}.json"
+    old = json.loads(previous.read_text()) if args.merge and previous.is_file() else {}
+    for position, (name, run) in enumerate(old.get("runs", {}).items()):
+        rounds = run.get("rounds") or [  # a file written before rounds existed: its run is round 1
+            {"command": old.get("command"), "date": old.get("machine", {}).get("date"), "position": position,
+             **{k: run[k] for k in ("steps", "first_step_s", "run_total_s")}}
+        ]  # fmt: skip
+        runs[name] = {
+            "flags": run["flags"],
+            "grpo_config_overrides": run["grpo_config_overrides"],
+            "rounds": rounds,
+        }
+    previous_rounds = old.get("rounds") or ([{
+        "command": old.get("command"), "date": old.get("machine", {}).get("date"), "order": list(old.get("runs", {})),
+        "load_average_1m_at_end": old.get("machine", {}).get("load_average_1m")}] if old else [])  # fmt: skip
+    this_round = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+                  "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    order = args.configs[::-1] if args.reverse else args.configs
     with tempfile.TemporaryDirectory(prefix="rl4rec-bench-levers-") as tmp:
-        for name in args.configs:
-            runs[name] = run_config(name, args, Path(tmp))
-    base = runs.get("baseline")
+        for position, name in enumerate(order):
+            result = run_config(name, args, Path(tmp))
+            extra, overrides = CONFIGS[name]
+            entry = runs.setdefault(name, {"flags": extra, "grpo_config_overrides": overrides, "rounds": []})
+            entry["rounds"].append({**this_round, "position": position, **result})
+    for run in runs.values():
+        run.update(pooled_stats(run["rounds"]))
     comparison = {}
-    if base:
+    base_rounds = [
+        r for name in ("baseline", "baseline_repeat") for r in runs.get(name, {}).get("rounds", [])
+    ]
+    if base_rounds:
+        base = pooled_stats(base_rounds)
         for name, run in runs.items():
             comparison[name] = {
                 "step_speedup_vs_baseline_mean": base["mean"]["step_s"] / run["mean"]["step_s"],
@@ -137,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "config": {**vars(args), "policy": "smollm2-135m-instruct", "algorithm": "grpo", "reward": "auc",
                    "per_step": "2 prompts x 4 completions, 32 new tokens, prompt budget 256, mini-batch 8"},
+        "rounds": [*previous_rounds, {**this_round, "order": order, "load_average_1m_at_end": os.getloadavg()[0]}],
         "runs": runs,
         "comparison": comparison,
         "run_total_s": time.perf_counter() - started,
-        "note": "per-step statistics over steps 2..N of each run (step 1 pays warm-ups); with generation reuse "
+        "note": "per-step statistics over steps 2..N of each run (step 1 pays warm-ups), pooled over rounds; the "
+        "baseline of the comparison pools baseline and baseline_repeat; with generation reuse "
         "(steps_per_generation, ppo_epochs) only every other step generates, so compare the means",
     }  # fmt: skip
     print(

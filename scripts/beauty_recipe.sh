@@ -54,7 +54,7 @@ case ${1:-} in
     llm_rows zero-shot --method zero-shot "${PROMPT[@]}" ;;
   sft)
     $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$RUNS/sft-beauty" --device cpu \
-      "${PROMPT[@]}" --max_examples 1024 --max_steps 48 --batch_size 8 --mini_batch_size 8 --learning_rate 1e-4 --bf16 \
+      "${PROMPT[@]}" --max_examples 1024 --max_steps 48 --batch_size 8 --mini_batch_size 8 --learning_rate 1e-4 --bf16 on \
       --save_steps 16 $( [ -d "$RUNS/sft-beauty" ] && echo --resume )
     llm_rows sft --method policy --model "$RUNS/sft-beauty/checkpoint_final"
     # The RL reward needs a text weight > 0 to carry any signal: weights and text weight chosen jointly on the

@@ -49,7 +49,7 @@ def test_sft_rows_are_the_rl_prompt_and_the_target_text(ml100k):
 
 def test_sft_config_rejects_bad_values():
     for bad in ({"batch_size": 6, "mini_batch_size": 4}, {"train_targets": "every"}, {"max_examples": 0},
-                {"learning_rate": 0}, {"prompt_order": "newest"}):  # fmt: skip
+                {"learning_rate": 0}, {"prompt_order": "newest"}, {"bf16": "yes"}):  # fmt: skip
         with pytest.raises(ConfigError):
             SFTConfig(**bad).validate()
 

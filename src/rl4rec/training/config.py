@@ -96,7 +96,8 @@ class TrainConfig:
         "auto",
         "bfloat16 mixed precision (GRPO/RLOO): on | off | auto (on where the device computes bf16 natively: "
         "a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX; off elsewhere). Autocast with fp32 weights "
-        "and optimizer state; on such a CPU about 2x faster updates (docs/BENCHMARKS.md, 'bf16 on CPU').",
+        "and optimizer state; on such a CPU a GRPO step is about 1.5x faster (docs/BENCHMARKS.md, 'bf16 on CPU'). "
+        "PPO uses bf16 on CUDA only.",
     )
     # -- PPO (algorithm=ppo) ------------------------------------------------------------------------
     gamma: float = _f(1.0, "PPO discount factor.")

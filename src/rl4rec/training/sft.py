@@ -68,7 +68,11 @@ class SFTConfig:
     gradient_checkpointing: bool = _f(
         False, "Recompute activations in the backward pass (less memory, ~30 % more compute; TRL's default)."
     )
-    bf16: bool = _f(False, "bf16 autocast (fp32 master weights); on CPU only with AVX-512 BF16 / AMX.")
+    bf16: str = _f(
+        "auto",
+        "bfloat16 autocast with fp32 master weights: on | off | auto (on where the device computes bf16 "
+        "natively: a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX), as in `rl4rec train`.",
+    )
     use_peft: bool = _f(
         False, "Train LoRA adapters (merged into the final checkpoint) instead of all weights."
     )
@@ -86,6 +90,7 @@ class SFTConfig:
                 raise ConfigError(message)
 
         check_prompt_flags(self)
+        need(self.bf16 in ("auto", "on", "off"), f"--bf16 must be auto, on or off, got {self.bf16!r}.")
         need(
             self.max_examples is None or self.max_examples >= 1,
             f"--max_examples must be >= 1, got {self.max_examples}.",
@@ -174,6 +179,7 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
 
     from rl4rec.devices import resolve_device
     from rl4rec.policy.loading import load_policy
+    from rl4rec.policy.precision import resolve_bf16
     from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback
     from rl4rec.training.trainer import set_seed
 
@@ -227,7 +233,7 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         report_to=[],
         disable_tqdm=True,
         use_cpu=device == "cpu",
-        bf16=config.bf16,
+        bf16=resolve_bf16(config.bf16, device),
         activation_checkpointing=config.gradient_checkpointing,  # transformers 5's name
         dataloader_num_workers=0,
     )
