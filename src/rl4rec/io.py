@@ -94,6 +94,22 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def build_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an inter-process lock for building ``path`` once.
+
+    Several processes (torchrun ranks, Ray workers, parallel test runs) may ask for the same cache at
+    the same time; without the lock each builds it, and one's ``atomic_directory`` briefly moves the
+    other's finished copy aside while it is being read. Callers check again after acquiring it.
+    """
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        yield
+
+
 def cache_dir() -> Path:
     """Root of rl4rec's caches: ``$RL4REC_CACHE_DIR`` or ``~/.cache/rl4rec``."""
     root = os.environ.get("RL4REC_CACHE_DIR")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rl4rec.errors import ConfigError
-from rl4rec.io import atomic_directory, cache_dir
+from rl4rec.io import atomic_directory, build_lock, cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,19 @@ def _package_dir(package: str) -> Path:
 def default_policy_path() -> Path:
     """Folder of the converted default policy, converting the GGUF file on first use."""
     target = cache_dir() / "policies" / "SmolLM2-135M-Instruct"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _is_converted(target):
         return target
+    with build_lock(target):
+        if not _is_converted(target):  # another process may have finished while we waited
+            _convert_default_policy(target)
+    return target
+
+
+def _is_converted(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
+
+
+def _convert_default_policy(target: Path) -> None:
     package_dir = _package_dir(_GGUF_PACKAGE)
     ggufs = sorted(package_dir.glob("*.gguf"))
     if not ggufs:
@@ -52,7 +63,6 @@ def default_policy_path() -> Path:
     with atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return target
 
 
 def _load_gguf(path: Path) -> tuple[Any, Any]:

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from rl4rec.data.dataset import RecDataset
-from rl4rec.io import atomic_write_bytes, cache_dir
+from rl4rec.io import atomic_write_bytes, build_lock, cache_dir
 from rl4rec.retrieval.embedder import Embedder
 
 logger = logging.getLogger(__name__)
@@ -73,13 +73,21 @@ class ItemIndex:
         path = cls.cache_path(dataset, embedder, root)
         array = cls._load(path, dataset.n_items, embedder.dim)
         if array is None:
-            logger.info("embedding %d items of %s -> %s", dataset.n_items, dataset.name, path)
-            emb = embedder.encode_documents(dataset.item_texts, show_progress=show_progress)
-            array = emb.cpu().numpy()
-            if not np.isfinite(array).all():
-                raise ValueError(f"the embedder produced non-finite item embeddings for {dataset.name}.")
-            atomic_write_bytes(path, save({"embeddings": array}, metadata={"sha256": _checksum(array)}))
+            with build_lock(path):  # ranks / workers starting together encode the catalogue once
+                array = cls._load(path, dataset.n_items, embedder.dim)
+                if array is None:
+                    array = cls._build(path, dataset, embedder, show_progress)
         return cls(dataset.name, torch.from_numpy(array).to(embedder.device))
+
+    @staticmethod
+    def _build(path: Path, dataset: RecDataset, embedder: Embedder, show_progress: bool) -> np.ndarray:
+        logger.info("embedding %d items of %s -> %s", dataset.n_items, dataset.name, path)
+        emb = embedder.encode_documents(dataset.item_texts, show_progress=show_progress)
+        array = emb.cpu().numpy()
+        if not np.isfinite(array).all():
+            raise ValueError(f"the embedder produced non-finite item embeddings for {dataset.name}.")
+        atomic_write_bytes(path, save({"embeddings": array}, metadata={"sha256": _checksum(array)}))
+        return array
 
     @staticmethod
     def _load(path: Path, n_items: int, dim: int) -> np.ndarray | None:
