@@ -460,7 +460,7 @@ def run_trl(args: Any, tmp: Path) -> dict[str, Any]:
     from rl4rec.training.callbacks import StepTimer
     from rl4rec.training.config import TrainConfig
     from rl4rec.training.data import build_train_dataset
-    from rl4rec.training.trainer import make_reward_function
+    from rl4rec.training.run_context import make_reward_function
     from rl4rec.training.trl_backend import trainer_class, trl_args
 
     class Record(TrainerCallback):

@@ -9,6 +9,8 @@
 #   grpo-eval   the GRPO policy: validation queries -> fusion-sft-grpo.json; test text-only, fused, and fused
 #               with the reward's weights (sft-reward-fusion is the SFT policy under the same weights)
 #   compare     every LLM row minus last-item and minus history-fusion, paired on the shared users
+#   precision   the sft stage's training in bf16 autocast and again in fp32 (--bf16 off); test text-only rows
+#               sft and sft-fp32, paired: does bf16 training cost held-out quality? (issue 13)
 # Data: $DATA_DIR (default ../shared/data). Outputs: outputs/results/beauty/. Seeds: evaluation sample 0,
 # training 42. Test users are read once per reported row; every weight is chosen on validation users.
 set -euo pipefail
@@ -87,5 +89,15 @@ case ${1:-} in
       [ -d "$OUT/$a" ] && [ -d "$OUT/$b" ] || continue
       $RL4REC compare "$OUT/$a" "$OUT/$b" --output "$OUT/$b-vs-$a.json" | tail -n 4
     done ;;
-  *) sed -n 2,12p "$0"; exit 2 ;;
+  precision)  # both trainings here, so the stage stands alone on a fresh checkout (the sft stage reuses them)
+    for precision in on off; do
+      run=$RUNS/sft-beauty; [ $precision = off ] && run=$RUNS/sft-beauty-fp32
+      [ -d "$run/checkpoint_final" ] || $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$run" \
+        --device cpu "${PROMPT[@]}" --max_examples 1024 --max_steps 48 --batch_size 8 --mini_batch_size 8 \
+        --learning_rate 1e-4 --bf16 $precision --save_steps 16 $( [ -d "$run" ] && echo --resume )
+    done
+    evaluate sft test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty/checkpoint_final"
+    evaluate sft-fp32 test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty-fp32/checkpoint_final"
+    $RL4REC compare "$OUT/sft-fp32" "$OUT/sft" --output "$OUT/sft-vs-sft-fp32.json" | tail -n 4 ;;
+  *) sed -n 2,14p "$0"; exit 2 ;;
 esac

@@ -7,7 +7,6 @@ with a per-process name, so nothing here touches another user's ``RetrievalServi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ import pytest
 
 from rl4rec.errors import ServiceError
 from rl4rec.training.checkpoints import latest_checkpoint
+from train_helpers import TRAIN_ENV, metric_steps, run_until_stopped, train_flags, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["A 1990s comedy", "Star Wars. Year: 1977. Genres: Action, Sci-Fi", "", "ünïcødé 映画 🎬"]
@@ -30,39 +30,6 @@ HISTORIES = [[4], [5, 6], [], [7, 8, 9]]
 
 def call_args(texts=TEXTS, targets=TARGETS, histories=HISTORIES):
     return (list(texts), "ml-100k", list(targets), [list(h) for h in histories], "ndcg", 1000)
-
-
-def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if proc is not None and proc.poll() is not None:
-            return predicate()
-        time.sleep(0.1)
-    return False
-
-
-def train_flags(data_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--algorithm", "grpo", "--dataset_name", "ml-100k", "--data_dir", str(data_dir), "--device", "cpu",
-        "--batch_size", "4", "--num_generations", "2", "--mini_batch_size", "2", "--ppo_epochs", "1",
-        "--max_new_tokens", "8", "--max_length", "256", "--train_users", "16", "--k", "1000",
-        "--max_steps", "3", "--checkpoint_dir", str(out), "--log_with", "none", "--temperature", "0.9",
-        "--seed", "7", *extra,
-    ]  # fmt: skip
-
-
-#: Training subprocesses use one torch thread: on a shared 2-core machine two threads stall each other
-#: (see docs/BENCHMARKS.md) and a tiny step takes minutes instead of seconds.
-TRAIN_ENV = dict(os.environ, OMP_NUM_THREADS="1")
-
-
-def metric_steps(out: Path) -> list[int]:
-    path = out / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
 
 
 def assert_loadable(checkpoint: Path) -> None:
@@ -160,17 +127,15 @@ def test_training_stops_with_checkpoint_when_service_dies_and_resumes(
                         "--retrieval_service_name", service, "--retry_timeout_s", "5", "--save_steps", "100")  # fmt: skip
     cmd = [sys.executable, "src/train_with_trl.py", *flags]
     log = tmp_path / "stderr.txt"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=TRAIN_ENV, stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        assert wait_for(lambda: len(metric_steps(out)) >= 1, 600, proc), log.read_text()[-3000:]
-        kill_actor(service, restart=False)  # gone for good: the run must stop, not hang
-        proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    returncode = run_until_stopped(
+        cmd,
+        REPO,
+        log,
+        ready=lambda: len(metric_steps(out)) >= 1,
+        stop=lambda: kill_actor(service, restart=False),  # gone for good: the run must stop, not hang
+    )
     stderr = log.read_text()
-    assert proc.returncode == 2, stderr[-3000:]
+    assert returncode == 2, stderr[-3000:]
     assert "RetrievalService unreachable" in stderr and "Training stopped at step" in stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     checkpoint = latest_checkpoint(out)

@@ -16,7 +16,9 @@ import pytest
 from rl4rec.errors import ConfigError
 from rl4rec.rewards.base import RLRewardFunction
 from rl4rec.training.config import TrainConfig, import_reward_fn, parse_train_args
-from rl4rec.training.trainer import TRLTrainer, _sync_reward, make_reward_function
+from rl4rec.training.run_context import make_reward_function, sync_reward
+from rl4rec.training.trainer import TRLTrainer
+from train_helpers import train_flags
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = "examples.custom_reward:CustomRewardFunction"
@@ -46,12 +48,7 @@ def calls(example, monkeypatch):
 
 
 def tiny_flags(ml100k_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--algorithm", "grpo", "--dataset_name", "ml-100k", "--data_dir", str(ml100k_dir), "--device", "cpu",
-        "--batch_size", "4", "--num_generations", "2", "--mini_batch_size", "2", "--ppo_epochs", "1",
-        "--max_new_tokens", "8", "--max_length", "128", "--train_users", "8", "--k", "1000",
-        "--max_steps", "1", "--checkpoint_dir", str(out), "--log_with", "none", "--seed", "3", *extra,
-    ]  # fmt: skip
+    return train_flags(ml100k_dir, out, *extra, max_length=128, train_users=8, max_steps=1, seed=3)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -122,8 +119,8 @@ def test_trl_style_functions_go_through_as_they_are():
 
     plain = TrainConfig(device="cpu")
     assert make_reward_function(plain, reward) is reward
-    assert _sync_reward(reward) is reward
-    synced = _sync_reward(areward)  # PPO calls its reward synchronously
+    assert sync_reward(reward) is reward
+    synced = sync_reward(areward)  # PPO calls its reward synchronously
     assert synced(prompts=["p"], completions=["a", "b"]) == [2.0, 2.0] and synced.__name__ == "areward"
     assert asyncio.run(areward(prompts=[], completions=["a"])) == [2.0]
 

@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rl4rec.training.checkpoints import latest_checkpoint
 from rl4rec.training.config import parse_train_args
-from rl4rec.training.trainer import TRLTrainer, set_seed
+from rl4rec.training.run_context import set_seed
+from rl4rec.training.trainer import TRLTrainer
 
 #: Real PPO runs (minutes on 2 cores): CI runs them; `make test-fast` skips them.
 pytestmark = pytest.mark.slow
@@ -173,11 +174,11 @@ def run_with_reward(flags: list[str], reward):
     """TRLTrainer.train() with an injected reward function in place of the retrieval reward."""
     from rl4rec.training.ppo import run_ppo
 
-    trainer = TRLTrainer(parse_train_args(flags))
-    resume_from = trainer.resume_checkpoint()
-    trainer.prepare_run_dir(resume_from)
-    set_seed(trainer.config.seed)
-    return run_ppo(trainer, "cpu", resume_from, reward=reward)
+    run = TRLTrainer(parse_train_args(flags)).run
+    resume_from = run.resume_checkpoint()
+    run.prepare(resume_from)
+    set_seed(run.config.seed)
+    return run_ppo(run, "cpu", resume_from, reward=reward)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from rl4rec.retrieval import ray_service
 from rl4rec.training.checkpoints import latest_checkpoint
-from test_faults import TRAIN_ENV, metric_steps, train_flags, wait_for
+from train_helpers import TRAIN_ENV, metric_steps, run_until_stopped, train_flags
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -75,6 +75,10 @@ def actor_node_id(name: str, address: str) -> str:
     return raylet_node_id(raylet)
 
 
+def stop_node(temp_dir: str) -> None:
+    assert ray_service.stop_head(temp_dir) > 0
+
+
 def serve(name: str, address: str, data_dir: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "rl4rec.cli", "serve", "--datasets", "ml-100k", "--data_dir", str(data_dir),
            "--address", address, "--name", name, "--resources", f"{RESOURCE}=1"]  # fmt: skip
@@ -101,18 +105,12 @@ def test_service_on_worker_node_training_on_head_node_loss_stops_with_checkpoint
                             "--max_steps", "4")  # fmt: skip
         cmd = [sys.executable, "-m", "rl4rec.cli", "train", *flags]
         log = tmp_path / "stderr.txt"
-        with open(log, "w") as err:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=TRAIN_ENV, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            # 2 steps with rewards from the worker node, then the node goes (before or during step 3's rewards)
-            assert wait_for(lambda: len(metric_steps(out)) >= 2, 600, proc), log.read_text()[-3000:]
-            assert ray_service.stop_head(first_node) > 0
-            proc.wait(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        # 2 steps with rewards from the worker node, then the node goes (before or during step 3's rewards)
+        returncode = run_until_stopped(
+            cmd, REPO, log, ready=lambda: len(metric_steps(out)) >= 2, stop=lambda: stop_node(first_node)
+        )
         stderr = log.read_text()
-        assert proc.returncode == 2, stderr[-3000:]
+        assert returncode == 2, stderr[-3000:]
         assert "RetrievalService unreachable" in stderr and "--resume" in stderr and "Traceback" not in stderr
         done = metric_steps(out)
         assert done in ([1, 2], [1, 2, 3]), done  # step 3 may have got its rewards before the node went

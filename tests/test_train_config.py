@@ -189,3 +189,14 @@ def test_epochs_or_max_steps_whichever_ends_first():
         ]
     )
     assert epoch_limited_steps(config, 4) == 2  # 4 users, 2 per step
+
+
+def test_batch_must_split_evenly_over_processes(monkeypatch):
+    from rl4rec.training.distributed import accumulation_steps
+
+    assert accumulation_steps(16, 4, processes=2) == 2
+    monkeypatch.setenv("WORLD_SIZE", "3")  # torchrun's variable is what the GRPO path reads
+    with pytest.raises(
+        ConfigError, match=r"--batch_size \(16\) must be divisible by --mini_batch_size x processes \(4 x 3\)"
+    ):
+        accumulation_steps(16, 4)

@@ -11,18 +11,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from rl4rec.training.checkpoints import latest_checkpoint
 from rl4rec.training.config import parse_train_args
 from rl4rec.training.trainer import TRLTrainer
+from train_helpers import train_flags
 
 pytestmark = pytest.mark.slow
 
 
 def tiny_flags(ml100k_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--algorithm", "grpo", "--dataset_name", "ml-100k", "--data_dir", str(ml100k_dir), "--device", "cpu",
-        "--batch_size", "4", "--num_generations", "2", "--mini_batch_size", "2", "--ppo_epochs", "1",
-        "--max_new_tokens", "12", "--max_length", "160", "--train_users", "16", "--k", "1000",
-        "--max_steps", "4", "--save_steps", "2", "--checkpoint_dir", str(out), "--log_with", "none",
-        "--temperature", "0.9", "--seed", "7", *extra,
-    ]  # fmt: skip
+    return train_flags(
+        ml100k_dir, out, "--save_steps", "2", *extra, max_new_tokens=12, max_length=160, max_steps=4
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:

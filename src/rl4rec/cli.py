@@ -29,7 +29,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "show prompts; `prompts preference` writes a user-preference file",
     ),
     "serve": ("rl4rec.retrieval.cli", "serve_main", "start (or --stop) the Ray RetrievalService actor"),
-    "sft": ("rl4rec.training.sft", "sft_main", "supervised warm start: the RL prompt -> the next item's text"),
+    "sft": (
+        "rl4rec.training.sft",
+        "sft_main",
+        "supervised warm start: the RL prompt -> the next item's text",
+    ),
     "train": ("rl4rec.training.cli", "train_main", "train a policy with GRPO / RLOO / PPO"),
     "evaluate": ("rl4rec.evaluation.cli", "evaluate_main", "evaluate a method on held-out users"),
     "tune-fusion": (

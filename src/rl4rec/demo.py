@@ -8,14 +8,15 @@ the equivalent command lines so a user can rerun or scale any step.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rl4rec.cli import main as rl4rec
+from rl4rec.config_cli import opt, parse_config
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +37,19 @@ def _run(argv: list[str]) -> None:
         raise SystemExit(code)
 
 
+@dataclass
+class DemoConfig:
+    """``rl4rec demo``: each field is a flag (``--name``), with its help text."""
+
+    output_dir: str = opt("outputs/demo")
+    data_dir: str = opt("data")
+    max_steps: int = opt(20, "GRPO steps (about 25 s each on 2 free cores)")
+    eval_users: int = opt(64, "test users for the LLM methods")
+    seed: int = opt(0)
+
+
 def demo_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="rl4rec demo", description=__doc__)
-    parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--data_dir", default="data")
-    parser.add_argument(
-        "--max_steps", type=int, default=20, help="GRPO steps (about 25 s each on 2 free cores)"
-    )
-    parser.add_argument("--eval_users", type=int, default=64, help="test users for the LLM methods")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_config(DemoConfig, argv, "rl4rec demo", __doc__ or "")
     out = Path(args.output_dir)
     started = time.monotonic()
 

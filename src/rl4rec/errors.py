@@ -6,6 +6,12 @@ what is wrong and how to fix it.
 
 from __future__ import annotations
 
+#: How to go on after the retrieval service stopped, shared by the client's retry error and the training
+#: loop's stop message (which wraps it and must not repeat it).
+RESTART_SERVICE_HINT = (
+    "Restart the service (./runs/run_retrieval.sh), then rerun the same command with --resume."
+)
+
 
 class Rl4recError(Exception):
     """Base class of errors whose message is shown to the user as-is."""

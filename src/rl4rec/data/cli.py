@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from rl4rec.config_cli import opt, parse_config
 from rl4rec.data.dataset import DEFAULT_DATA_DIR, load_dataset
 from rl4rec.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class PrepareConfig:
+    """``rl4rec prepare``: each field is a flag (``--name``), with its help text."""
+
+    dataset: str = opt(help="dataset name (folder name); ml-100k is built in")
+    data_dir: str = opt(DEFAULT_DATA_DIR, "output root (default: %(default)s)")
+    recbole_dir: str | None = opt(None, "folder holding NAME.inter and NAME.item (RecBole atomic files)")
+    amazon_reviews: str | None = opt(None, "reviews_<Category>_5.json.gz: a path or an http(s) URL")
+    amazon_meta: str | None = opt(None, "meta_<Category>.json.gz: a path or an http(s) URL")
+    amazon_category: str | None = opt(
+        None, "download the 2014 dumps of this category (e.g. Beauty) from the SNAP site"
+    )
+    download_dir: str = opt("data/raw", "where downloaded dumps are kept")
+
+
+@dataclass
+class StatsConfig:
+    """``rl4rec stats``."""
+
+    dataset: str = opt()
+    data_dir: str = opt(DEFAULT_DATA_DIR)
+
+
 def prepare_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rl4rec prepare",
-        description="Write DATA_DIR/NAME/ in the P5 layout from a built-in, RecBole or raw Amazon source.",
+    args = parse_config(
+        PrepareConfig,
+        argv,
+        "rl4rec prepare",
+        "Write DATA_DIR/NAME/ in the P5 layout from a built-in, RecBole or raw Amazon source.",
     )
-    parser.add_argument("--dataset", required=True, help="dataset name (folder name); ml-100k is built in")
-    parser.add_argument(
-        "--data_dir", "--data-dir", default=DEFAULT_DATA_DIR, help="output root (default: data)"
-    )
-    parser.add_argument(
-        "--recbole_dir", help="folder holding NAME.inter and NAME.item (RecBole atomic files)"
-    )
-    parser.add_argument("--amazon_reviews", help="reviews_<Category>_5.json.gz: a path or an http(s) URL")
-    parser.add_argument("--amazon_meta", help="meta_<Category>.json.gz: a path or an http(s) URL")
-    parser.add_argument(
-        "--amazon_category", help="download the 2014 dumps of this category (e.g. Beauty) from the SNAP site"
-    )
-    parser.add_argument("--download_dir", default="data/raw", help="where downloaded dumps are kept")
-    args = parser.parse_args(argv)
     out = Path(args.data_dir) / args.dataset
     if args.amazon_category or args.amazon_reviews:
         from rl4rec.data.amazon import default_urls, prepare_amazon
@@ -57,11 +69,6 @@ def prepare_main(argv: list[str]) -> int:
 
 
 def stats_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rl4rec stats", description="Print dataset statistics as one JSON object."
-    )
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR)
-    args = parser.parse_args(argv)
+    args = parse_config(StatsConfig, argv, "rl4rec stats", "Print dataset statistics as one JSON object.")
     print(json.dumps(load_dataset(args.dataset, args.data_dir).stats()))
     return 0

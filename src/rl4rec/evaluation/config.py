@@ -6,11 +6,13 @@ so a table entry can always be traced back to its split, user sample, tie rule a
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rl4rec.config_cli import comma_ints, opt
 from rl4rec.data.splits import check_split
 from rl4rec.errors import ConfigError
 
@@ -24,49 +26,69 @@ DEFAULT_LLM_USERS = 500
 DEFAULT_POLICY = "smollm2-135m-instruct"
 
 
+def _num_users(text: str) -> int:
+    if text == "all":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of users or 'all', got {text!r}") from None
+
+
 @dataclass
 class EvalConfig:
-    dataset: str = "ml-100k"
-    data_dir: str = "data"
-    split: str = "test"
-    method: str = "last-item"
-    #: Policy for zero-shot / policy: HF id, local folder (e.g. a checkpoint), .gguf, or the offline default.
-    model: str | None = None
-    #: ``None``: all users for baselines, DEFAULT_LLM_USERS for LLM methods; 0 = all users.
-    num_users: int | None = None
-    seed: int = 0
-    ks: tuple[int, ...] = (5, 10, 20)
-    #: Most recent history items averaged by ``history-mean``.
-    history_n: int = 10
+    """``rl4rec evaluate``: each field is a flag (``--name``), with its help text."""
+
+    dataset: str = opt("ml-100k", "dataset folder under --data_dir")
+    data_dir: str = opt("data", "root of the dataset folders")
+    split: str = opt("test", "held-out split", choices=("valid", "test"))
+    method: str = opt("last-item", "what ranks the catalogue", choices=METHODS)
+    model: str | None = opt(None, "policy for zero-shot/policy: HF id, folder (checkpoint), .gguf")
+    num_users: int | None = opt(
+        None,
+        f"seeded user sample ('all' or 0 = all; default: all for baselines, {DEFAULT_LLM_USERS} for LLM methods)",
+        parse=_num_users,
+    )
+    seed: int = opt(0, "user sample, random baseline, bootstrap")
+    ks: tuple[int, ...] = opt((5, 10, 20), "cut-offs, e.g. 5,10,20", parse=comma_ints)
+    history_n: int = opt(10, "items averaged by history-mean")
     # -- sasrec (trained once per setting, then reused from the cache; --device picks cpu/cuda) --------
-    sasrec_epochs: int = 200
-    #: Stop after this many epochs without a better validation NDCG@10.
-    sasrec_patience: int = 10
-    sasrec_dropout: float = 0.5
-    sasrec_seed: int = 0
+    sasrec_epochs: int = opt(200, "sasrec: most training epochs")
+    sasrec_patience: int = opt(10, "sasrec: stop after this many epochs without better validation NDCG@10")
+    sasrec_dropout: float = opt(0.5, "sasrec: dropout")
+    sasrec_seed: int = opt(0, "sasrec: init and batch order")
     # -- generation (LLM methods) -------------------------------------------------------------------
-    max_new_tokens: int = 64
-    #: 0 = greedy (the default: one deterministic query per user).
-    temperature: float = 0.0
-    top_p: float = 1.0
-    batch_size: int = 16
-    backend: str = "auto"
-    device: str = "auto"
-    #: Prompt settings; ``None`` = the policy checkpoint's training settings, else the defaults below.
-    max_length: int | None = None
-    max_history_items: int | None = None
-    prompt_order: str | None = None
-    embedder: str = "default"
-    #: Fusion file (``rl4rec tune-fusion``): text methods rank by the fused score; ``history-fusion``
-    #: uses its history weights (its text weight is ignored). None: text only / the built-in weights.
-    fusion: str | None = None
-    #: Re-rank the query texts of this earlier evaluate run (same dataset, split, users) instead of generating.
-    queries_from: str | None = None
+    max_new_tokens: int = opt(64, "tokens generated per query")
+    temperature: float = opt(0.0, "0 = greedy (default: one deterministic query per user)")
+    top_p: float = opt(1.0, "nucleus sampling (with --temperature > 0)")
+    batch_size: int = opt(16, "prompts per generate call")
+    backend: str = opt(
+        "auto",
+        "auto = vLLM when installed and a GPU is present, else HF generate",
+        choices=("auto", "hf", "vllm"),
+    )
+    device: str = opt("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
+    max_length: int | None = opt(None, "prompt token budget (default: as trained, or 256)")
+    max_history_items: int | None = opt(None, "history items in the prompt (default: as trained, or 10)")
+    prompt_order: str | None = opt(
+        None, "default: as trained, or oldest_first", choices=("oldest_first", "recent_first")
+    )
+    embedder: str = opt("default", "sentence-embedding model (default: all-MiniLM-L6-v2)")
+    fusion: str | None = opt(
+        None,
+        "fusion file from `rl4rec tune-fusion`: rank by text + history + co-occurrence "
+        "(last-item, zero-shot, policy; history-fusion uses its history weights and ignores its text weight)",
+    )
+    queries_from: str | None = opt(
+        None,
+        "zero-shot/policy: re-rank the query texts of this earlier evaluate run (same split and users) "
+        "instead of generating them again, e.g. to add --fusion",
+    )
     # -- statistics and output ---------------------------------------------------------------------
-    bootstrap_samples: int = 1000
-    run_dir: str | None = None
-    output: str | None = None
-    overwrite: bool = False
+    bootstrap_samples: int = opt(1000, "bootstrap resamples for the 95%% intervals")
+    run_dir: str | None = opt(None, "default: outputs/eval/DATASET-SPLIT-METHOD")
+    output: str | None = opt(None, "also write the result JSON here")
+    overwrite: bool = opt(False, "discard an earlier run in --run_dir")
 
     @property
     def is_llm(self) -> bool:
@@ -93,6 +115,7 @@ class EvalConfig:
             if not ok:
                 raise ConfigError(message)
 
+        self.ks = tuple(self.ks)  # a --config YAML file gives a list
         need(self.method in METHODS, f"--method must be one of {', '.join(METHODS)}, got {self.method!r}.")
         check_split(self.split)
         need(

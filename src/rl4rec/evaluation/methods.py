@@ -35,6 +35,7 @@ from rl4rec.retrieval.fusion import FusionConfig, load_fusion
 
 logger = logging.getLogger(__name__)
 
+
 class RandomScores(ScoreMethod):
     """Uniform scores from a generator seeded by (seed, user): the same per user on every run and resume."""
 

@@ -195,7 +195,9 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                 "interval": "95% percentile",
             },
         },
-        "metrics": metric_table(ranks, config.ks, config.bootstrap_samples, config.seed, list(candidates.values())),
+        "metrics": metric_table(
+            ranks, config.ks, config.bootstrap_samples, config.seed, list(candidates.values())
+        ),
         "median_rank": float(sorted(ranks)[len(ranks) // 2]),
         "run": {
             "seconds": round(seconds, 2),

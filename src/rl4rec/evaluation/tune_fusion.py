@@ -18,12 +18,13 @@ import dataclasses
 import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from rl4rec.config_cli import comma_floats, comma_ints, opt, parse_config
 from rl4rec.data.dataset import load_dataset
 from rl4rec.data.splits import leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
@@ -36,24 +37,53 @@ logger = logging.getLogger(__name__)
 CHUNK = 512
 
 
+def _bools(text: str) -> tuple[bool, ...]:
+    """``true,false`` -> ``(True, False)``."""
+    values = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    try:
+        return tuple(values[v.strip().lower()] for v in text.split(","))
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated true/false values, got {text!r}"
+        ) from None
+
+
 @dataclass
 class TuneConfig:
-    dataset: str = "beauty"
-    data_dir: str = "data"
-    output: str = "fusion.json"
-    queries: str | None = None
+    """``rl4rec tune-fusion``: each field is a flag (``--name``), with its help text."""
+
+    dataset: str = opt("beauty")
+    data_dir: str = opt("data")
+    output: str = opt("fusion.json", "fusion JSON to write")
+    queries: str | None = opt(None, "an `rl4rec evaluate --split valid` run whose query texts join the grid")
     #: With ``queries``: keep this file's history weights (tuned on many users) and choose only w_text.
-    base: str | None = None
-    num_users: int = 3000
-    seed: int = 0
-    metric: str = "ndcg@10"
-    embedder: str = "default"
-    decays: tuple[float, ...] = (0.3, 0.5, 0.7)
-    windows: tuple[int, ...] = (1, 3, 5)
-    directed: tuple[bool, ...] = (True, False)
-    w_hist: tuple[float, ...] = (0.0, 0.5, 1.0)
-    w_co: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-    w_text: tuple[float, ...] = field(default=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0))
+    base: str | None = opt(
+        None, "with --queries: keep this fusion file's history weights and choose only w_text"
+    )
+    num_users: int = opt(3000, "seeded validation users (without --queries)")
+    seed: int = opt(0)
+    metric: str = opt("ndcg@10", "what the grid maximises, e.g. ndcg@10")
+    embedder: str = opt("default")
+    decays: tuple[float, ...] = opt((0.3, 0.5, 0.7), parse=comma_floats)
+    windows: tuple[int, ...] = opt(
+        (1, 3, 5), "co-occurrence windows in the grid, e.g. 1,3,5", parse=comma_ints
+    )
+    directed: tuple[bool, ...] = opt(
+        (True, False), "co-occurrence directions in the grid, e.g. true,false", parse=_bools
+    )
+    w_hist: tuple[float, ...] = opt((0.0, 0.5, 1.0), parse=comma_floats)
+    w_co: tuple[float, ...] = opt((0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0), parse=comma_floats)
+    w_text: tuple[float, ...] = opt(
+        (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), parse=comma_floats
+    )
+
+    def validate(self) -> TuneConfig:
+        """Checks the command line (``tune`` itself accepts any ``num_users``, as before)."""
+        if self.num_users < 1:
+            raise ConfigError(f"--num_users must be >= 1, got {self.num_users}.")
+        for name in ("decays", "windows", "directed", "w_hist", "w_co", "w_text"):
+            setattr(self, name, tuple(getattr(self, name)))  # a --config YAML file gives a list
+        return self
 
 
 def _components(
@@ -157,45 +187,14 @@ def tune(config: TuneConfig, service: Any = None) -> dict[str, Any]:
     return {"fusion": best.to_dict(), **info}
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def tune_fusion_main(argv: list[str]) -> int:
-    d = TuneConfig()
-    p = argparse.ArgumentParser(
-        prog="rl4rec tune-fusion",
-        description="Pick fusion weights (text + history similarity + co-occurrence) by grid search on the "
+    config = parse_config(
+        TuneConfig,
+        argv,
+        "rl4rec tune-fusion",
+        "Pick fusion weights (text + history similarity + co-occurrence) by grid search on the "
         "VALIDATION split and write them to a file that `rl4rec train --fusion` and `rl4rec evaluate --fusion` read.",
     )
-    p.add_argument("--dataset", default=d.dataset)
-    p.add_argument("--data_dir", default=d.data_dir)
-    p.add_argument("--output", default=d.output, help="fusion JSON to write")
-    p.add_argument(
-        "--queries",
-        default=None,
-        help="an `rl4rec evaluate --split valid` run whose query texts join the grid",
-    )
-    p.add_argument(
-        "--base",
-        default=None,
-        help="with --queries: keep this fusion file's history weights and choose only w_text",
-    )
-    p.add_argument(
-        "--num_users", type=int, default=d.num_users, help="seeded validation users (without --queries)"
-    )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--metric", default=d.metric, help="what the grid maximises, e.g. ndcg@10")
-    p.add_argument("--embedder", default=d.embedder)
-    for name in ("decays", "w_hist", "w_co", "w_text"):
-        p.add_argument(f"--{name}", type=_floats, default=getattr(d, name))
-    a = p.parse_args(argv)
-    if a.num_users < 1:
-        raise ConfigError(f"--num_users must be >= 1, got {a.num_users}.")
-    config = TuneConfig(**{k: v for k, v in vars(a).items()})
     result = tune(config)
     print(json.dumps({"fusion": result["fusion"], **result["tuned_on"]}))
     return 0

@@ -7,27 +7,31 @@ It lives with the policy, not with the data: both subcommands load a tokenizer o
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
+from rl4rec.config_cli import opt, parse_config
 from rl4rec.data.dataset import DEFAULT_DATA_DIR, load_dataset
+
+
+@dataclass
+class ShowConfig:
+    """``rl4rec prompts show``: each field is a flag (``--name``), with its help text."""
+
+    dataset: str = opt()
+    data_dir: str = opt(DEFAULT_DATA_DIR)
+    split: str = opt("train", choices=["train", "valid", "test"])
+    num: int = opt(1, "how many prompts to print")
+    model: str | None = opt(None, "tokenizer for the chat template and token budget")
+    max_length: int | None = opt(None, "prompt token budget (needs --model)")
+    max_history_items: int = opt(10)
+    prompt_order: str = opt("oldest_first", choices=["oldest_first", "recent_first"])
 
 
 def _show(argv: list[str]) -> int:
     from rl4rec.data.prompts import PromptBuilder, PromptConfig, prompt_to_text
     from rl4rec.data.splits import leave_one_out
 
-    parser = argparse.ArgumentParser(
-        prog="rl4rec prompts show", description="Print example prompts of a split."
-    )
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--data_dir", "--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--split", default="train", choices=["train", "valid", "test"])
-    parser.add_argument("--num", type=int, default=1, help="how many prompts to print")
-    parser.add_argument("--model", default=None, help="tokenizer for the chat template and token budget")
-    parser.add_argument("--max_length", type=int, default=None, help="prompt token budget (needs --model)")
-    parser.add_argument("--max_history_items", type=int, default=10)
-    parser.add_argument("--prompt_order", default="oldest_first", choices=["oldest_first", "recent_first"])
-    args = parser.parse_args(argv)
+    args = parse_config(ShowConfig, argv, "rl4rec prompts show", "Print example prompts of a split.")
     dataset = load_dataset(args.dataset, args.data_dir)
     tokenizer = None
     if args.model:
@@ -52,26 +56,14 @@ def _show(argv: list[str]) -> int:
 def _preference(argv: list[str]) -> int:
     from rl4rec.policy.preference import PreferenceConfig, write_preferences
 
-    parser = argparse.ArgumentParser(
-        prog="rl4rec prompts preference",
-        description="Have an LLM summarise each user's history; writes "
+    config = parse_config(
+        PreferenceConfig,
+        argv,
+        "rl4rec prompts preference",
+        "Have an LLM summarise each user's history; writes "
         "OUTPUT_DIR/{dataset}_{model}_{split}_user_preference.json (resumable).",
     )
-    defaults = PreferenceConfig()
-    parser.add_argument("--dataset", default=defaults.dataset)
-    parser.add_argument(
-        "--model", default=defaults.model, help="HF id, local path, .gguf, or smollm2-135m-instruct"
-    )
-    parser.add_argument("--split", default=defaults.split, choices=["train", "valid", "test"])
-    parser.add_argument("--data_dir", "--data-dir", default=defaults.data_dir)
-    parser.add_argument("--output_dir", default=defaults.output_dir)
-    parser.add_argument("--num_users", type=int, default=None, help="only the first N users of the split")
-    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
-    parser.add_argument("--max_new_tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--backend", default=defaults.backend, choices=["auto", "hf", "vllm"])
-    args = parser.parse_args(argv)
-    path = write_preferences(PreferenceConfig(**vars(args)))
+    path = write_preferences(config)
     print(path)
     return 0
 

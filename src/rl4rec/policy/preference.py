@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rl4rec.config_cli import opt
 from rl4rec.data.dataset import load_dataset
 from rl4rec.data.prompts import PromptBuilder, PromptConfig
 from rl4rec.data.splits import leave_one_out
@@ -27,18 +28,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class PreferenceConfig:
-    dataset: str = "beauty"
-    model: str = "smollm2-135m-instruct"
-    split: str = "test"
-    data_dir: str = "data"
-    output_dir: str = "data_processed"
-    num_users: int | None = None
-    batch_size: int = 8
-    max_new_tokens: int = 96
-    max_history_items: int = 10
-    device: str = "auto"
-    backend: str = "auto"
-    seed: int = 0
+    """``rl4rec prompts preference``: each field is a flag (``--name``), with its help text."""
+
+    dataset: str = opt("beauty")
+    model: str = opt("smollm2-135m-instruct", "HF id, local path, .gguf, or smollm2-135m-instruct")
+    split: str = opt("test", choices=["train", "valid", "test"])
+    data_dir: str = opt("data")
+    output_dir: str = opt("data_processed")
+    num_users: int | None = opt(None, "only the first N users of the split")
+    batch_size: int = opt(8)
+    max_new_tokens: int = opt(96)
+    max_history_items: int = opt(10)
+    device: str = opt("auto")
+    backend: str = opt("auto", choices=["auto", "hf", "vllm"])
+    seed: int = opt(0)
 
 
 def model_short_name(model: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 
+from rl4rec.config_cli import opt, parse_config
 from rl4rec.retrieval.ray_service import NAMESPACE, SERVICE_NAME
 
 
@@ -19,52 +21,48 @@ def _resource(text: str) -> tuple[str, float]:
     return name, value
 
 
-def serve_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rl4rec serve",
-        description="Start a Ray head if none is running, start the named RetrievalService actor with the given "
-        "datasets, wait until it answers, and return. --stop stops it.",
+@dataclass
+class ServeConfig:
+    """``rl4rec serve``: each field is a flag (``--name``), with its help text."""
+
+    datasets: list[str] = opt(  # noqa: RUF009 (opt returns a dataclasses.field)
+        default_factory=lambda: ["beauty"], help="datasets to load (default: beauty)"
     )
-    parser.add_argument(
-        "--datasets", nargs="+", default=["beauty"], help="datasets to load (default: beauty)"
-    )
-    parser.add_argument("--data_dir", "--data-dir", default="data")
-    parser.add_argument("--embedder", default="default", help="sentence-transformers model name or path")
-    parser.add_argument("--embedder_device", default="auto", help="cpu | cuda | auto")
-    parser.add_argument(
-        "--embedder_batch_size", type=int, default=None, help="default: 16 on CPU, 128 on a GPU"
-    )
-    parser.add_argument("--query_prefix", default="")
-    parser.add_argument("--document_prefix", default="")
-    parser.add_argument("--name", default=SERVICE_NAME)
-    parser.add_argument("--namespace", default=NAMESPACE)
-    parser.add_argument(
-        "--address", default=None, help="existing Ray cluster (default: this machine, started if needed)"
-    )
-    parser.add_argument("--port", type=int, default=6379, help="port of a Ray head started here")
-    parser.add_argument(
-        "--node_ip_address", default="127.0.0.1", help="address a Ray head started here advertises"
-    )
-    parser.add_argument("--num_cpus", type=float, default=1)
-    parser.add_argument("--num_gpus", type=float, default=0)
-    parser.add_argument(
-        "--resources",
-        nargs="+",
-        type=_resource,
-        default=[],
-        metavar="NAME=QTY",
+    data_dir: str = opt("data")
+    embedder: str = opt("default", "sentence-transformers model name or path")
+    embedder_device: str = opt("auto", "cpu | cuda | auto")
+    embedder_batch_size: int | None = opt(None, "default: 16 on CPU, 128 on a GPU")
+    query_prefix: str = opt("")
+    document_prefix: str = opt("")
+    name: str = opt(SERVICE_NAME)
+    namespace: str = opt(NAMESPACE)
+    address: str | None = opt(None, "existing Ray cluster (default: this machine, started if needed)")
+    port: int = opt(6379, "port of a Ray head started here")
+    node_ip_address: str = opt("127.0.0.1", "address a Ray head started here advertises")
+    num_cpus: float = opt(1)
+    num_gpus: float = opt(0)
+    resources: list[tuple[str, float]] = opt(  # noqa: RUF009 (opt returns a dataclasses.field)
+        default_factory=list,
         help="custom Ray resources the actor needs, e.g. retrieval_node=1: Ray places it only on a node started "
         "with them (ray start --resources='{\"retrieval_node\": 1}')",
+        parse=_resource,
+        nargs="+",
+        metavar="NAME=QTY",
     )
-    parser.add_argument("--max_concurrency", type=int, default=8, help="concurrent calls the actor serves")
-    parser.add_argument("--replace", action="store_true", help="stop a running service first (reload data)")
-    parser.add_argument(
-        "--stop", action="store_true", help="stop the service (and, with --stop_cluster, Ray)"
+    max_concurrency: int = opt(8, "concurrent calls the actor serves")
+    replace: bool = opt(False, "stop a running service first (reload data)")
+    stop: bool = opt(False, "stop the service (and, with --stop_cluster, Ray)")
+    stop_cluster: bool = opt(False, "with --stop: also `ray stop` this machine")
+
+
+def serve_main(argv: list[str]) -> int:
+    args = parse_config(
+        ServeConfig,
+        argv,
+        "rl4rec serve",
+        "Start a Ray head if none is running, start the named RetrievalService actor with the given "
+        "datasets, wait until it answers, and return. --stop stops it.",
     )
-    parser.add_argument(
-        "--stop_cluster", action="store_true", help="with --stop: also `ray stop` this machine"
-    )
-    args = parser.parse_args(argv)
 
     from rl4rec.retrieval import ray_service
 

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from rl4rec.errors import Rl4recError, ServiceError, ServiceNotFoundError
+from rl4rec.errors import RESTART_SERVICE_HINT, Rl4recError, ServiceError, ServiceNotFoundError
 from rl4rec.retrieval.ray_service import NAMESPACE, SERVICE_NAME, get_service
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class RayClient:
         if waited > self.retry_timeout_s:
             raise ServiceError(
                 f"RetrievalService unreachable for {waited:.0f}s (last error: {type(exc).__name__}: {exc}). "
-                "Restart it with ./runs/run_retrieval.sh; training can then continue with --resume."
+                + RESTART_SERVICE_HINT
             ) from None
         delay = min(0.5 * 2**attempt, 15.0)
         logger.warning("RetrievalService call failed (%s); retrying in %.1fs", type(exc).__name__, delay)

@@ -149,7 +149,8 @@ def cooccurrence(
     row_sums = np.bincount(a, weights=counts, minlength=n_items)
     values = counts / np.maximum(row_sums[a], 1.0)
     coo = torch.sparse_coo_tensor(
-        torch.from_numpy(np.stack([a, b])), torch.from_numpy(values.astype(np.float32)),
+        torch.from_numpy(np.stack([a, b])),
+        torch.from_numpy(values.astype(np.float32)),
         (n_items, n_items),
         check_invariants=True,
     )

@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-from rl4rec.errors import ServiceError
+from rl4rec.errors import RESTART_SERVICE_HINT, ServiceError
 
 STEP_PREFIX = "checkpoint_step_"
 FINAL_NAME = "checkpoint_final"
@@ -28,10 +28,8 @@ REQUIRED_FOR_RESUME = ("trainer_state.json", "config.json")
 
 def service_stopped_error(exc: BaseException, step: int, saved: Path | None) -> ServiceError:
     """The error a run ends with when the retrieval service fails: where it stopped, how to go on."""
-    return ServiceError(
-        f"{exc}\nTraining stopped at step {step}; saved {saved}.\n"
-        "Restart the service (./runs/run_retrieval.sh), then rerun the same command with --resume."
-    )
+    cause = str(exc).replace(RESTART_SERVICE_HINT, "").strip()
+    return ServiceError(f"{cause}\nTraining stopped at step {step}; saved {saved}.\n{RESTART_SERVICE_HINT}")
 
 
 def step_dir(checkpoint_dir: str | Path, step: int) -> Path:

@@ -33,8 +33,14 @@ def check_prompt_flags(config: Any) -> None:
     checks = [
         (config.max_length >= 16, f"--max_length must be >= 16 tokens, got {config.max_length}."),
         (config.max_history_items >= 1, f"--max_history_items must be >= 1, got {config.max_history_items}."),
-        (config.prompt_order in ("oldest_first", "recent_first"), "--prompt_order must be oldest_first or recent_first."),
-        (config.train_targets in ("last", "all"), f"--train_targets must be last or all, got {config.train_targets!r}."),
+        (
+            config.prompt_order in ("oldest_first", "recent_first"),
+            "--prompt_order must be oldest_first or recent_first.",
+        ),
+        (
+            config.train_targets in ("last", "all"),
+            f"--train_targets must be last or all, got {config.train_targets!r}.",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -321,16 +327,24 @@ def import_reward_fn(spec: str) -> Any:
             "an instance or a TRL-style reward function."
         )
     if not callable(obj):
-        raise ConfigError(f"--reward_fn {spec}: {type(obj).__name__} is not callable; name a reward function.")
+        raise ConfigError(
+            f"--reward_fn {spec}: {type(obj).__name__} is not callable; name a reward function."
+        )
     return obj
 
 
 def parse_train_args(argv: list[str] | None = None, defaults: dict[str, Any] | None = None) -> TrainConfig:
     """Parse flags (and ``--config file.yaml``) into a validated :class:`TrainConfig`."""
-    from trl import TrlParser
+    import os
+    import sys
 
-    parser = TrlParser(TrainConfig)
-    if defaults:
-        parser.set_defaults(**defaults)
-    (config,) = parser.parse_args_and_config(argv)
-    return config.validate()
+    from rl4rec.config_cli import parse_config
+
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return parse_config(
+        TrainConfig,
+        argv,
+        script if script.endswith(".py") else "rl4rec train",  # src/train_with_trl.py keeps its own name
+        "Train a policy with GRPO / RLOO / PPO against a retrieval reward.",
+        defaults,
+    )

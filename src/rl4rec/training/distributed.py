@@ -18,6 +18,23 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def accumulation_steps(batch_size: int, mini_batch_size: int, processes: int | None = None) -> int:
+    """Mini-batches each process accumulates per optimiser step, so that all processes together see ``batch_size``.
+
+    Checked before anything loads: a batch that does not split evenly over the processes would
+    silently train on a different batch size than the flags say.
+    """
+    processes = world_size() if processes is None else processes
+    if batch_size % (mini_batch_size * processes):
+        from rl4rec.errors import ConfigError
+
+        raise ConfigError(
+            f"--batch_size ({batch_size}) must be divisible by --mini_batch_size x processes "
+            f"({mini_batch_size} x {processes})."
+        )
+    return batch_size // (mini_batch_size * processes)
+
+
 def process_rank() -> int:
     """This process's global rank (0 without a launcher)."""
     return int(os.environ.get("RANK", "0"))

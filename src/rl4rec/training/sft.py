@@ -26,10 +26,8 @@ from rl4rec.data.dataset import RecDataset, load_dataset
 from rl4rec.data.prompts import PromptBuilder, PromptConfig
 from rl4rec.data.splits import Example, leave_one_out
 from rl4rec.errors import ConfigError
-from rl4rec.io import atomic_directory, atomic_write_text
-from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint
 from rl4rec.training.config import _f, check_prompt_flags
-from rl4rec.training.run_log import METRICS_FILE, JsonlLog
+from rl4rec.training.run_context import RunContext, checkpoint_step, lora_config, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +64,7 @@ class SFTConfig:
     num_epochs: float = _f(1.0, "Passes over the examples.")
     max_steps: int = _f(-1, "Stop after this many steps (-1: run num_epochs).")
     gradient_checkpointing: bool = _f(
-        False, "Recompute activations in the backward pass (less memory, ~30 % more compute; TRL's default)."
+        False, "Recompute activations in the backward pass (less memory, ~30 %% more compute; TRL's default)."
     )
     bf16: str = _f(
         "auto",
@@ -181,23 +179,13 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     from rl4rec.policy.loading import load_policy
     from rl4rec.policy.precision import resolve_bf16
     from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback
-    from rl4rec.training.trainer import set_seed
 
     config.validate()
     device = resolve_device(config.device)
     dataset = load_dataset(config.dataset_name, config.data_dir)  # fails fast on a missing dataset
-    run_dir = Path(config.checkpoint_dir)
-    resume_from = latest_checkpoint(run_dir) if config.resume else None
-    if config.resume and resume_from is None:
-        logger.warning("--resume: no checkpoint_step_N in %s yet; starting from scratch", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clean_partial(run_dir)
-    metrics_log = JsonlLog(run_dir / METRICS_FILE)
-    if resume_from is not None:
-        metrics_log.truncate_after(int(resume_from.name.rsplit("_", 1)[1]))
-    elif metrics_log.path.exists():
-        metrics_log.path.unlink()
-    atomic_write_text(run_dir / RUN_CONFIG, config.to_json())
+    run = RunContext(config, callbacks=list(callbacks or []))
+    resume_from = run.resume_checkpoint()
+    run.prepare(resume_from)
     set_seed(config.seed)
 
     model, tokenizer = load_policy(config.model_name, device="cpu")
@@ -214,7 +202,7 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     _truncate_completions(rows, tokenizer, config.max_completion_tokens)
     logger.info("sft data: %d examples from %d users", len(rows), len({e.user_id for e in examples}))
     args = TrlSFTConfig(
-        output_dir=str(run_dir),
+        output_dir=str(run.run_dir),
         per_device_train_batch_size=config.mini_batch_size,
         gradient_accumulation_steps=config.batch_size // config.mini_batch_size,
         learning_rate=config.learning_rate,
@@ -237,20 +225,20 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         activation_checkpointing=config.gradient_checkpointing,  # transformers 5's name
         dataloader_num_workers=0,
     )
-    metrics_cb = MetricsFileCallback(metrics_log)
+    metrics_cb = MetricsFileCallback(run.metrics_log)
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=_lora(config),
-        callbacks=[metrics_cb, ProgressCallback(metrics_cb), *(callbacks or [])],
+        peft_config=lora_config(config),
+        callbacks=[metrics_cb, ProgressCallback(metrics_cb), *run.callbacks],
     )
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.rl4rec_config = config
-    done = int(resume_from.name.rsplit("_", 1)[1]) if resume_from is not None else 0
+    done = checkpoint_step(resume_from) if resume_from is not None else 0
     if 0 < config.max_steps <= done and not config.use_peft:  # (a LoRA checkpoint holds adapters only)
         # HF would still run one more (zero learning-rate) step; the run is already complete.
         logger.info(
@@ -259,41 +247,21 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         trainer.model, _ = load_policy(str(resume_from), device="cpu")
     else:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    final = run_dir / FINAL_NAME
     out_model = trainer.model.merge_and_unload() if config.use_peft else trainer.model
     tokenizer.padding_side = "left"
-    with atomic_directory(final) as tmp:
-        out_model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        atomic_write_text(tmp / RUN_CONFIG, config.to_json())
-    logger.info("final checkpoint: %s", final)
-    return final
-
-
-def _lora(config: SFTConfig) -> Any:
-    if not config.use_peft:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
+    return run.save_final(lambda folder: out_model.save_pretrained(str(folder)), tokenizer)
 
 
 def sft_main(argv: list[str] | None = None) -> int:
-    from trl import TrlParser
+    from rl4rec.config_cli import parse_config
 
-    try:
-        (config,) = TrlParser(SFTConfig).parse_args_and_config(argv)
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{exc}. See --help for the list of flags.") from None
-    final = run_sft(config.validate())
+    config = parse_config(
+        SFTConfig,
+        argv,
+        "rl4rec sft",
+        "Supervised warm start: fine-tune the policy on the RL prompt -> the next item's text.",
+    )  # validated
+    final = run_sft(config)
     print(f"run directory: {config.checkpoint_dir}")
     print(f"final checkpoint: {final}")
     return 0

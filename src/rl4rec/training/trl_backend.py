@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from rl4rec.policy.precision import resolve_bf16
 from rl4rec.training.callbacks import StepTimer
 from rl4rec.training.checkpoints import RUN_CONFIG, publish, step_dir
 from rl4rec.training.config import TrainConfig
+from rl4rec.training.distributed import accumulation_steps
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +97,11 @@ def epoch_limited_steps(config: TrainConfig, n_prompts: int) -> int:
 
 def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
     """Map the seed's flags onto TRL's config (documented in README.md, "Flag mapping")."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if config.batch_size % (config.mini_batch_size * world):
-        from rl4rec.errors import ConfigError
-
-        raise ConfigError(
-            f"--batch_size ({config.batch_size}) must be divisible by --mini_batch_size x processes "
-            f"({config.mini_batch_size} x {world})."
-        )
+    accumulation = accumulation_steps(config.batch_size, config.mini_batch_size)
     common: dict[str, Any] = {
         "output_dir": config.checkpoint_dir,
         "per_device_train_batch_size": config.mini_batch_size,
-        "gradient_accumulation_steps": config.batch_size // (config.mini_batch_size * world),
+        "gradient_accumulation_steps": accumulation,
         "num_generations": config.num_generations,
         "max_completion_length": config.max_new_tokens,
         "num_iterations": config.ppo_epochs,

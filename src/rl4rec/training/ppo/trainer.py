@@ -28,6 +28,7 @@ from transformers import TrainerControl, TrainerState
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.policy.generation import render_prompts
 from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
+from rl4rec.training.distributed import accumulation_steps
 from rl4rec.training.ppo import losses as L
 from rl4rec.training.ppo import state as S
 from rl4rec.training.ppo.accelerate_setup import bf16_supported, release_accelerator_state
@@ -44,18 +45,19 @@ from rl4rec.training.ppo.rollout import (
     token_logprobs,
 )
 from rl4rec.training.ppo.value import PolicyAndValue, backbone_of
+from rl4rec.training.run_context import RunContext, TrainResult, lora_config
 
 logger = logging.getLogger(__name__)
 
 
-def run_ppo(trainer: Any, device: str, resume_from: Path | None, reward: Any = None) -> Any:
-    """Train ``trainer.config`` with PPO; ``reward`` (a TRL-style reward function) overrides the configured one."""
-    return PPORun(trainer, device, resume_from, reward).train()
+def run_ppo(run: RunContext, device: str, resume_from: Path | None, reward: Any = None) -> TrainResult:
+    """Train ``run.config`` with PPO; ``reward`` (a TRL-style reward function) replaces ``run.reward_fn``."""
+    return PPORun(run, device, resume_from, reward).train()
 
 
 class PPORun:
-    def __init__(self, trainer: Any, device: str, resume_from: Path | None, reward: Any = None) -> None:
-        self.trainer, self.config, self.resume_from = trainer, trainer.config, resume_from
+    def __init__(self, run: RunContext, device: str, resume_from: Path | None, reward: Any = None) -> None:
+        self.run, self.config, self.resume_from = run, run.config, resume_from
         config = self.config
         log_with = None if config.log_with in ("none", "auto") else config.log_with
         precision = "bf16" if bf16_supported(device) else "no"
@@ -64,14 +66,10 @@ class PPORun:
             cpu=device == "cpu",
             mixed_precision=precision,
             log_with=log_with,
-            project_dir=str(trainer.run_dir),
+            project_dir=str(run.run_dir),
         )
         world = self.acc.num_processes
-        if config.batch_size % (config.mini_batch_size * world):
-            raise ConfigError(
-                f"--batch_size ({config.batch_size}) must be divisible by --mini_batch_size x processes "
-                f"({config.mini_batch_size} x {world})."
-            )
+        accumulation_steps(config.batch_size, config.mini_batch_size, world)
         self.local_batch = config.batch_size // world
         self.reward = reward if reward is not None else self._default_reward()
         self.reward_name = getattr(self.reward, "__name__", "reward")
@@ -83,10 +81,10 @@ class PPORun:
         from rl4rec.training.run_log import CompletionRecorder
 
         config = self.config
-        recorder = CompletionRecorder(self.trainer.completions_log, config.log_completions)
+        recorder = CompletionRecorder(self.run.completions_log, config.log_completions)
         # A synchronous call per rollout batch: PPO has one reward batch per step, nothing to overlap.
         return to_trl_reward(
-            self.trainer.reward_fn,
+            self.run.reward_fn,
             name=reward_name(config.reward_type, config.k),
             recorder=recorder if self.acc.is_main_process else None,
         )
@@ -96,7 +94,7 @@ class PPORun:
 
         config = self.config
         policy, tokenizer = load_policy(config.model_name, device="cpu")
-        peft_config = self.trainer.peft_config()
+        peft_config = lora_config(config)
         value_backbone = copy.deepcopy(backbone_of(policy)) if config.value_model == "separate" else None
         if peft_config is None:
             self.ref_model = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -108,7 +106,7 @@ class PPORun:
             self.ref_model = None
             policy = get_peft_model(policy, peft_config)
             if value_backbone is not None:  # its own adapters (a fresh config: peft resolves names in place)
-                value_lora = self.trainer.peft_config()
+                value_lora = lora_config(config)
                 value_lora.task_type = None
                 value_backbone = get_peft_model(value_backbone, value_lora)
             if self.resume_from is not None:
@@ -323,7 +321,7 @@ class PPORun:
         }
 
     def save(self, step: int, rng_states: list[dict[str, Any]] | None = None) -> Path:
-        path = step_dir(self.trainer.run_dir, step)
+        path = step_dir(self.run.run_dir, step)
         rng_states = gather_object([S.rng_state()]) if rng_states is None else rng_states
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
@@ -336,7 +334,7 @@ class PPORun:
         return path
 
     def save_final(self, step: int) -> Path:
-        path = self.trainer.run_dir / FINAL_NAME
+        path = self.run.run_dir / FINAL_NAME
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             S.save_checkpoint(
@@ -347,9 +345,7 @@ class PPORun:
         return path
 
     # -- the loop ------------------------------------------------------------------------------------
-    def train(self) -> Any:
-        from rl4rec.training.trainer import TrainResult
-
+    def train(self) -> TrainResult:
         config, acc = self.config, self.acc
         self._setup()
         if acc.log_with:
@@ -370,13 +366,13 @@ class PPORun:
                     raise service_stopped_error(exc, step, saved) from None
                 step = state.global_step = step + 1
                 if acc.is_main_process:
-                    self.trainer.metrics_log.append([record])
+                    self.run.metrics_log.append([record])
                     if acc.trackers:
                         acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=step)
                 bar.update(1)
                 bar.set_postfix(reward=f"{record['reward']:.4f}", kl=f"{record['kl']:.3f}",
                                 len=f"{record['completion_length']:.0f}")  # fmt: skip
-                for callback in self.trainer.callbacks:
+                for callback in self.run.callbacks:
                     if hasattr(callback, "on_log"):
                         callback.on_log(None, state, control, logs=record)
                     if hasattr(callback, "on_step_end"):
@@ -387,4 +383,4 @@ class PPORun:
             bar.close()
         final = self.save_final(step)
         acc.end_training()
-        return TrainResult(self.trainer.run_dir, final, step, self.trainer.metrics_log.path)
+        return self.run.result(final, step)

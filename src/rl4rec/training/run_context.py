@@ -1,0 +1,177 @@
+"""What every training algorithm shares about one run, so that none of them depends on another.
+
+GRPO/RLOO (TRL), rl4rec's PPO loop and SFT all need the same things: the run directory with its
+logs and ``run_config.json``, resume from the latest step checkpoint, the seed, the LoRA config,
+the final checkpoint, the reward function and the result they return. ``TRLTrainer`` builds a
+:class:`RunContext` and hands it to the algorithm; the PPO loop reads the context, never the trainer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl4rec.errors import ConfigError
+from rl4rec.io import atomic_directory, atomic_write_text
+from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint
+from rl4rec.training.distributed import is_main_process
+from rl4rec.training.run_log import COMPLETIONS_FILE, METRICS_FILE, JsonlLog
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final_checkpoint: Path
+    global_step: int
+    metrics_file: Path
+
+
+def set_seed(seed: int) -> None:
+    import torch
+    from transformers import set_seed as hf_set_seed
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    hf_set_seed(seed)
+
+
+def lora_config(config: Any) -> Any:
+    """The LoRA adapters of ``--use_peft`` (same fields in TrainConfig and SFTConfig); None without it."""
+    if not config.use_peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """N of ``checkpoint_step_N``."""
+    return int(checkpoint.name.rsplit("_", 1)[1])
+
+
+def make_reward_function(config: Any, reward_fn: Any = None) -> Any:
+    """The run's reward: ``reward_fn`` (else ``--reward_fn``) when given, else the retrieval reward.
+
+    An ``RLRewardFunction`` subclass is built with the run's dataset, reward and retrieval settings;
+    an instance or a TRL-style function ``f(prompts=, completions=, **columns)`` is used as it is.
+    """
+    from rl4rec.retrieval.embedder import EmbedderConfig
+    from rl4rec.rewards.base import RLRewardFunction, create_reward_function
+    from rl4rec.training.config import import_reward_fn
+
+    if reward_fn is None and config.reward_fn is not None:
+        reward_fn = import_reward_fn(config.reward_fn)
+    if reward_fn is not None and not isinstance(reward_fn, type):
+        if not callable(reward_fn):
+            raise ConfigError(f"reward_fn must be callable, got {type(reward_fn).__name__}.")
+        return reward_fn
+    if reward_fn is not None and not issubclass(reward_fn, RLRewardFunction):
+        raise ConfigError(
+            f"reward_fn: the class {reward_fn.__name__} is not an RLRewardFunction subclass; pass a subclass, "
+            "an instance or a TRL-style reward function."
+        )
+    factory = create_reward_function if reward_fn is None else reward_fn
+    return factory(
+        retrieval_service_name=config.retrieval_service_name,
+        namespace=config.namespace,
+        dataset_name=config.dataset_name,
+        reward_type=config.reward_type,
+        k=config.k,
+        backend=config.retrieval,
+        mixed_weight=config.mixed_weight,
+        data_dir=config.data_dir,
+        embedder=EmbedderConfig(model_name=config.embedder),
+        address=config.ray_address,
+        retry_timeout_s=config.retry_timeout_s,
+        fusion=config.fusion,
+    )
+
+
+def is_rl_reward(reward_fn: Any) -> bool:
+    from rl4rec.rewards.base import RLRewardFunction
+
+    return isinstance(reward_fn, RLRewardFunction)
+
+
+def sync_reward(reward_fn: Any) -> Any:
+    """A TRL-style reward PPO can call: an ``async`` one (as TRL tells them apart) is run on each call."""
+    from trl.trainer.utils import is_async_callable
+
+    if not is_async_callable(reward_fn):
+        return reward_fn
+
+    def reward(**kwargs: Any) -> Any:
+        return asyncio.run(reward_fn(**kwargs))
+
+    reward.__name__ = getattr(reward_fn, "__name__", type(reward_fn).__name__)
+    return reward
+
+
+@dataclass
+class RunContext:
+    """One run's directory, logs, callbacks and reward; ``config`` is a TrainConfig or an SFTConfig."""
+
+    config: Any
+    #: Extra transformers TrainerCallbacks (early stopping, custom logging).
+    callbacks: list[Any] = field(default_factory=list)
+    #: The reward function (RL runs; set before any model loads).
+    reward_fn: Any = None
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.config.checkpoint_dir)
+        self.metrics_log = JsonlLog(self.run_dir / METRICS_FILE)
+        self.completions_log = JsonlLog(self.run_dir / COMPLETIONS_FILE)
+
+    def resume_checkpoint(self) -> Path | None:
+        if not self.config.resume:
+            return None
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            logger.warning("--resume: no checkpoint_step_N in %s yet; starting from scratch", self.run_dir)
+        return checkpoint
+
+    def prepare(self, resume_from: Path | None) -> None:
+        """Create the run directory; drop leftovers of interrupted saves and logs past the resumed step."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not is_main_process():  # several processes: rank 0 owns the run directory
+            return
+        clean_partial(self.run_dir)
+        for stale in self.run_dir.glob("checkpoint-*"):  # HF's own name: a save that never got published
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        for log in (self.metrics_log, self.completions_log):
+            if resume_from is not None:
+                log.truncate_after(checkpoint_step(resume_from))
+            elif log.path.exists():
+                log.path.unlink()
+        atomic_write_text(self.run_dir / RUN_CONFIG, self.config.to_json())
+
+    def save_final(self, write_model: Callable[[Path], None], tokenizer: Any) -> Path:
+        """``checkpoint_final``: the weights ``write_model(folder)`` writes, the tokenizer and the config."""
+        final = self.run_dir / FINAL_NAME
+        with atomic_directory(final) as tmp:
+            write_model(tmp)
+            tokenizer.save_pretrained(str(tmp))
+            atomic_write_text(tmp / RUN_CONFIG, self.config.to_json())
+        logger.info("final checkpoint: %s", final)
+        return final
+
+    def result(self, final: Path, step: int) -> TrainResult:
+        return TrainResult(self.run_dir, final, step, self.metrics_log.path)
