@@ -170,3 +170,29 @@ def test_zero_shot_generates_and_ranks(tmp_path: Path, ml100k_dir: Path) -> None
     assert all(r["query"].strip() and 1 <= r["rank"] <= 1682 for r in records.values())
     assert result["protocol"]["generation"]["decoding"] == "greedy"
     assert result["protocol"]["prompt"]["max_length"] == 256
+
+
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
+def test_dtype_reaches_the_policy_and_the_run_identity(dtype: str, ml100k_dir: Path, monkeypatch) -> None:
+    import torch
+
+    from rl4rec.data.dataset import load_dataset
+    from rl4rec.evaluation import policy_queries
+    from rl4rec.evaluation.runner import identity
+    from rl4rec.policy import loading
+
+    seen = {}
+
+    def fake_load_policy(model_name, device="cpu", dtype=None):
+        seen["dtype"] = dtype
+        raise RuntimeError("loaded")
+
+    monkeypatch.setattr(loading, "load_policy", fake_load_policy)
+    config = EvalConfig(dataset="ml-100k", data_dir=str(ml100k_dir), method="zero-shot", dtype=dtype)
+    with pytest.raises(RuntimeError, match="loaded"):
+        policy_queries.load_query_writer(config, load_dataset("ml-100k", str(ml100k_dir)))
+    assert seen["dtype"] == (None if dtype == "auto" else torch.bfloat16)
+    generation = identity(config, "embedder")["generation"]
+    assert generation.get("dtype") == (None if dtype == "auto" else "bfloat16")
+    with pytest.raises(ConfigError, match="--dtype"):
+        EvalConfig(dataset="ml-100k", method="zero-shot", dtype="float16").validate()

@@ -52,6 +52,8 @@ def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
 
 def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBuilder, Any]:
     """The prompt builder and the generator of an LLM method (its policy loaded on ``config.device``)."""
+    import torch
+
     from rl4rec.devices import resolve_device
     from rl4rec.policy.generation import GenerationSettings, make_generator
     from rl4rec.policy.loading import load_policy, resolve_model_path
@@ -59,7 +61,8 @@ def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBu
     model_name = config.model or DEFAULT_POLICY
     settings = prompt_settings(config, model_name)
     device = resolve_device(config.device)
-    model, tokenizer = load_policy(model_name, device=device)
+    dtype = None if config.dtype == "auto" else getattr(torch, config.dtype)
+    model, tokenizer = load_policy(model_name, device=device, dtype=dtype)
     builder = PromptBuilder(
         dataset,
         tokenizer,

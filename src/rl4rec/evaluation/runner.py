@@ -75,6 +75,8 @@ def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
                 "decoding": "greedy" if config.temperature == 0 else "sampling",
             },
         )
+        if config.dtype != "auto":  # absent for "auto", so runs written before the flag still resume
+            ident["generation"]["dtype"] = config.dtype
     return ident
 
 
