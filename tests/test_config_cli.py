@@ -7,6 +7,7 @@ import pytest
 from rl4rec.cli import COMMANDS, handler, main
 from rl4rec.config_cli import parse_config
 from rl4rec.data.cli import PrepareConfig
+from rl4rec.errors import ConfigError
 from rl4rec.evaluation.cli import CompareConfig
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.tune_fusion import TuneConfig
@@ -82,3 +83,12 @@ def test_required_flag_and_hyphen_alias() -> None:
     assert exc.value.code == 2
     config = parse_config(PrepareConfig, ["--dataset", "ml-100k", "--data-dir", "elsewhere"], "p", "")
     assert (config.dataset, config.data_dir, config.download_dir) == ("ml-100k", "elsewhere", "data/raw")
+
+
+def test_unreadable_config_file_is_a_config_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="cannot read the --config file"):
+        parse_config(EvalConfig, ["--config", str(tmp_path / "missing.yaml")], "rl4rec evaluate", "")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ks: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config(EvalConfig, ["--config", str(bad)], "rl4rec evaluate", "")

@@ -17,6 +17,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import yaml
+
 from rl4rec.errors import ConfigError
 
 T = TypeVar("T")
@@ -94,6 +96,12 @@ def parse_config(
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{prog}: {exc}. See --help for the list of flags.") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{prog}: cannot read the --config file: {exc}. Pass an existing YAML file."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{prog}: the --config file is not valid YAML: {exc}") from None
     validate = getattr(config, "validate", None)
     return validate() if callable(validate) else config
 

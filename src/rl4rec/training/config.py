@@ -102,7 +102,7 @@ class TrainConfig:
         "auto",
         "bfloat16 mixed precision (GRPO/RLOO): on | off | auto (on where the device computes bf16 natively: "
         "a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX; off elsewhere). Autocast with fp32 weights "
-        "and optimizer state; on such a CPU a GRPO step is about 1.5x faster (docs/BENCHMARKS.md, 'bf16 on CPU'). "
+        "and optimizer state; on such a CPU a GRPO step is about 1.4x faster (docs/BENCHMARKS.md, 'bf16 on CPU'). "
         "PPO uses bf16 on CUDA only.",
     )
     # -- PPO (algorithm=ppo) ------------------------------------------------------------------------
