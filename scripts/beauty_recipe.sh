@@ -5,6 +5,8 @@
 #   tune        fusion-history.json: history + co-occurrence weights on 3000 seeded VALIDATION users
 #   zero-shot   the untrained policy: validation queries -> fusion-zero-shot.json; test 500, test 500 + fusion
 #   sft         rl4rec sft (48 steps x 8 of a 1024-example training-split sample); then as zero-shot
+#   sft-long    data scaling: the sft recipe on SFT_LONG_STEPS x 8 examples (default 320 x 8 = 2560, 6.7x the
+#               sft stage's 384) of a 4096-example sample; then as zero-shot
 #   grpo        GRPO from the SFT checkpoint, AUC of the fused rank (fusion-sft-reward.json) as the reward
 #   grpo-eval   the GRPO policy: validation queries -> fusion-sft-grpo.json; test text-only, fused, and fused
 #               with the reward's weights (sft-reward-fusion is the SFT policy under the same weights)
@@ -23,6 +25,7 @@ RUNS=outputs/runs
 N_TEST=${N_TEST:-500}
 N_VALID=${N_VALID:-300}
 GRPO_STEPS=${GRPO_STEPS:-20}
+SFT_LONG_STEPS=${SFT_LONG_STEPS:-320}
 PROMPT=(--max_length 256 --max_history_items 10)
 EVAL=(--dataset beauty --data_dir "$DATA" --seed 0 --max_new_tokens 48)
 mkdir -p "$OUT" "$RUNS"
@@ -65,6 +68,12 @@ case ${1:-} in
       --queries "$OUT/sft-valid" --output "$OUT/fusion-sft-reward.json"
     evaluate sft-reward-fusion test --num_users "$N_TEST" --method policy \
       --model "$RUNS/sft-beauty/checkpoint_final" --queries_from "$OUT/sft" --fusion "$OUT/fusion-sft-reward.json" ;;
+  sft-long)
+    run=$RUNS/sft-beauty-long
+    [ -d "$run/checkpoint_final" ] || $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$run" \
+      --device cpu "${PROMPT[@]}" --max_examples 4096 --max_steps "$SFT_LONG_STEPS" --batch_size 8 --mini_batch_size 8 \
+      --learning_rate 1e-4 --bf16 on --save_steps 40 $( [ -d "$run" ] && echo --resume )
+    llm_rows sft-long --method policy --model "$run/checkpoint_final" ;;
   grpo)
     $RL4REC train --algorithm grpo --model_name "$RUNS/sft-beauty/checkpoint_final" --dataset_name beauty \
       --data_dir "$DATA" --device cpu "${PROMPT[@]}" --fusion "$OUT/fusion-sft-reward.json" --reward_type auc \
@@ -77,13 +86,13 @@ case ${1:-} in
     evaluate sft-grpo-reward-fusion test --num_users "$N_TEST" "${GRPO[@]}" --queries_from "$OUT/sft-grpo" \
       --fusion "$OUT/fusion-sft-reward.json" ;;
   compare)
-    for b in zero-shot zero-shot-fusion sft sft-fusion sft-grpo sft-grpo-fusion sft-reward-fusion sft-grpo-reward-fusion; do
+    for b in zero-shot zero-shot-fusion sft sft-fusion sft-long sft-long-fusion sft-grpo sft-grpo-fusion sft-reward-fusion sft-grpo-reward-fusion; do
       [ -d "$OUT/$b" ] || continue
       for a in last-item history-fusion; do
         $RL4REC compare "$OUT/$a" "$OUT/$b" --output "$OUT/$b-vs-$a.json" | tail -n 4
       done
     done
-    for pair in zero-shot:sft sft:sft-grpo zero-shot-fusion:sft-fusion sft-fusion:sft-grpo-fusion \
+    for pair in zero-shot:sft sft:sft-long sft-fusion:sft-long-fusion sft:sft-grpo zero-shot-fusion:sft-fusion sft-fusion:sft-grpo-fusion \
                 sft-reward-fusion:sft-grpo-reward-fusion; do
       a=${pair%%:*} b=${pair##*:}
       [ -d "$OUT/$a" ] && [ -d "$OUT/$b" ] || continue
@@ -99,5 +108,5 @@ case ${1:-} in
     evaluate sft test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty/checkpoint_final"
     evaluate sft-fp32 test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty-fp32/checkpoint_final"
     $RL4REC compare "$OUT/sft-fp32" "$OUT/sft" --output "$OUT/sft-vs-sft-fp32.json" | tail -n 4 ;;
-  *) sed -n 2,14p "$0"; exit 2 ;;
+  *) sed -n 2,16p "$0"; exit 2 ;;
 esac
