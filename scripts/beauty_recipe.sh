@@ -5,7 +5,7 @@
 #   tune        fusion-history.json: history + co-occurrence weights on 3000 seeded VALIDATION users
 #   zero-shot   the untrained policy: validation queries -> fusion-zero-shot.json; test 500, test 500 + fusion
 #   sft         rl4rec sft (48 steps x 8 of a 1024-example training-split sample); then as zero-shot
-#   sft-long    data scaling: the sft recipe on SFT_LONG_STEPS x 8 examples (default 320 x 8 = 2560, 6.7x the
+#   sft-long    data scaling: the sft recipe on SFT_LONG_STEPS x 8 examples (default 200 x 8 = 1600, 4.2x the
 #               sft stage's 384) of a 4096-example sample; then as zero-shot
 #   grpo        GRPO from the SFT checkpoint, AUC of the fused rank (fusion-sft-reward.json) as the reward
 #   grpo-eval   the GRPO policy: validation queries -> fusion-sft-grpo.json; test text-only, fused, and fused
@@ -25,7 +25,7 @@ RUNS=outputs/runs
 N_TEST=${N_TEST:-500}
 N_VALID=${N_VALID:-300}
 GRPO_STEPS=${GRPO_STEPS:-20}
-SFT_LONG_STEPS=${SFT_LONG_STEPS:-320}
+SFT_LONG_STEPS=${SFT_LONG_STEPS:-200}
 PROMPT=(--max_length 256 --max_history_items 10)
 EVAL=(--dataset beauty --data_dir "$DATA" --seed 0 --max_new_tokens 48)
 mkdir -p "$OUT" "$RUNS"

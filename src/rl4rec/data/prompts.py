@@ -7,7 +7,7 @@ items, never by cutting an item's text: a half title would teach the policy noth
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +47,18 @@ class PromptConfig:
 def _fields_phrase(dataset: RecDataset) -> str:
     words = [_FIELD_WORDS.get(f, f.replace("_", " ")) for f in dataset.text_config.fields]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def prompt_config_from_flags(flags: Any) -> PromptConfig:
+    """The prompt the command-line flags ``max_history_items``/``prompt_order``/``max_length`` describe.
+
+    ``flags`` is a command's config (train, sft) or a mapping of resolved settings (evaluate). One mapping
+    from flag names to the prompt, so RL, SFT and evaluation build the same prompt from the same flags.
+    """
+    get = flags.get if isinstance(flags, Mapping) else lambda name: getattr(flags, name)
+    return PromptConfig(
+        max_items=get("max_history_items"), order=get("prompt_order"), max_length=get("max_length")
+    )
 
 
 class PromptBuilder:

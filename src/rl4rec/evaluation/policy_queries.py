@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rl4rec.data.dataset import RecDataset
-from rl4rec.data.prompts import PromptBuilder, PromptConfig
+from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
 from rl4rec.errors import DataError
 from rl4rec.evaluation.config import DEFAULT_POLICY, EvalConfig
 from rl4rec.training.checkpoints import RUN_CONFIG
@@ -66,11 +66,7 @@ def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBu
     builder = PromptBuilder(
         dataset,
         tokenizer,
-        PromptConfig(
-            max_items=settings["max_history_items"],
-            order=settings["prompt_order"],
-            max_length=settings["max_length"],
-        ),
+        prompt_config_from_flags(settings),
     )
     generation = GenerationSettings(
         max_new_tokens=config.max_new_tokens,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rl4rec.data.dataset import RecDataset, load_dataset
-from rl4rec.data.prompts import PromptBuilder, PromptConfig
+from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
 from rl4rec.data.splits import Example, leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.training.config import TrainConfig
@@ -94,9 +94,7 @@ def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
     builder = PromptBuilder(
         dataset,
         tokenizer,
-        PromptConfig(
-            max_items=config.max_history_items, order=config.prompt_order, max_length=config.max_length
-        ),  # type: ignore[arg-type]
+        prompt_config_from_flags(config),
     )
     preferences = read_preference_file(config.prompt_file) if config.prompt_file else None
     rows = build_rows(dataset, examples, builder, preferences)

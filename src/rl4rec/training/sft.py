@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rl4rec.data.dataset import RecDataset, load_dataset
-from rl4rec.data.prompts import PromptBuilder, PromptConfig
+from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
 from rl4rec.data.splits import Example, leave_one_out
 from rl4rec.errors import ConfigError
 from rl4rec.training.config import _f, check_prompt_flags
@@ -193,9 +193,7 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     builder = PromptBuilder(
         dataset,
         tokenizer,
-        PromptConfig(
-            max_items=config.max_history_items, order=config.prompt_order, max_length=config.max_length
-        ),  # type: ignore[arg-type]
+        prompt_config_from_flags(config),
     )
     examples = sft_examples(dataset, config)
     rows = sft_rows(dataset, examples, builder)
