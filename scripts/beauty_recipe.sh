@@ -35,6 +35,14 @@ evaluate() {  # evaluate NAME SPLIT ARGS...: one evaluation run (resumable) + it
   $RL4REC evaluate "${EVAL[@]}" --split "$split" --run_dir "$OUT/$name" --output "$OUT/$name.json" "$@"
 }
 
+sft_train() {  # sft_train RUN MAX_EXAMPLES MAX_STEPS BF16 SAVE_STEPS: the SFT recipe; skips a finished run,
+                # resumes an interrupted one
+  local run=$1 examples=$2 steps=$3 bf16=$4 save=$5
+  [ -d "$run/checkpoint_final" ] || $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$run" \
+    --device cpu "${PROMPT[@]}" --max_examples "$examples" --max_steps "$steps" --batch_size 8 --mini_batch_size 8 \
+    --learning_rate 1e-4 --bf16 "$bf16" --save_steps "$save" $( [ -d "$run" ] && echo --resume )
+}
+
 llm_rows() {  # llm_rows NAME ARGS...: validation queries -> text weight (history weights from 3000 validation
               # users: fusion-history.json); test text-only and fused rows
   local name=$1; shift
@@ -58,9 +66,7 @@ case ${1:-} in
   zero-shot)
     llm_rows zero-shot --method zero-shot "${PROMPT[@]}" ;;
   sft)
-    $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$RUNS/sft-beauty" --device cpu \
-      "${PROMPT[@]}" --max_examples 1024 --max_steps 48 --batch_size 8 --mini_batch_size 8 --learning_rate 1e-4 --bf16 on \
-      --save_steps 16 $( [ -d "$RUNS/sft-beauty" ] && echo --resume )
+    sft_train "$RUNS/sft-beauty" 1024 48 on 16
     llm_rows sft --method policy --model "$RUNS/sft-beauty/checkpoint_final"
     # The RL reward needs a text weight > 0 to carry any signal: weights and text weight chosen jointly on the
     # SFT policy's validation texts (the full grid, no --base).
@@ -69,11 +75,8 @@ case ${1:-} in
     evaluate sft-reward-fusion test --num_users "$N_TEST" --method policy \
       --model "$RUNS/sft-beauty/checkpoint_final" --queries_from "$OUT/sft" --fusion "$OUT/fusion-sft-reward.json" ;;
   sft-long)
-    run=$RUNS/sft-beauty-long
-    [ -d "$run/checkpoint_final" ] || $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$run" \
-      --device cpu "${PROMPT[@]}" --max_examples 4096 --max_steps "$SFT_LONG_STEPS" --batch_size 8 --mini_batch_size 8 \
-      --learning_rate 1e-4 --bf16 on --save_steps 40 $( [ -d "$run" ] && echo --resume )
-    llm_rows sft-long --method policy --model "$run/checkpoint_final" ;;
+    sft_train "$RUNS/sft-beauty-long" 4096 "$SFT_LONG_STEPS" on 40
+    llm_rows sft-long --method policy --model "$RUNS/sft-beauty-long/checkpoint_final" ;;
   grpo)
     $RL4REC train --algorithm grpo --model_name "$RUNS/sft-beauty/checkpoint_final" --dataset_name beauty \
       --data_dir "$DATA" --device cpu "${PROMPT[@]}" --fusion "$OUT/fusion-sft-reward.json" --reward_type auc \
@@ -99,12 +102,8 @@ case ${1:-} in
       $RL4REC compare "$OUT/$a" "$OUT/$b" --output "$OUT/$b-vs-$a.json" | tail -n 4
     done ;;
   precision)  # both trainings here, so the stage stands alone on a fresh checkout (the sft stage reuses them)
-    for precision in on off; do
-      run=$RUNS/sft-beauty; [ $precision = off ] && run=$RUNS/sft-beauty-fp32
-      [ -d "$run/checkpoint_final" ] || $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$run" \
-        --device cpu "${PROMPT[@]}" --max_examples 1024 --max_steps 48 --batch_size 8 --mini_batch_size 8 \
-        --learning_rate 1e-4 --bf16 $precision --save_steps 16 $( [ -d "$run" ] && echo --resume )
-    done
+    sft_train "$RUNS/sft-beauty" 1024 48 on 16
+    sft_train "$RUNS/sft-beauty-fp32" 1024 48 off 16
     evaluate sft test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty/checkpoint_final"
     evaluate sft-fp32 test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty-fp32/checkpoint_final"
     $RL4REC compare "$OUT/sft-fp32" "$OUT/sft" --output "$OUT/sft-vs-sft-fp32.json" | tail -n 4 ;;
