@@ -91,7 +91,18 @@ class TrainConfig:
     # -- algorithm -----------------------------------------------------------------------------------
     algorithm: str = _f("grpo", "grpo | rloo (TRL trainers) | ppo (rl4rec's PPO with a value head).")
     loss_type: str = _f("dapo", "GRPO loss: grpo | dr_grpo | dapo | bnpo (TRL's default is dapo).")
-    num_generations: int = _f(8, "Completions per prompt (GRPO/RLOO group size).")
+    num_generations: int | None = _f(
+        None,
+        "Completions per prompt: the group size of GRPO/RLOO (default 8) and of PPO (default 1, as in classic "
+        "PPO; more samples per prompt share its prompt computation, see --shared_prefix).",
+    )
+    shared_prefix: bool = _f(
+        True,
+        "Compute each prompt once per group: one prefill in HF generation and one forward/backward of the prompt "
+        "in the update, its key/value cache shared by the group's completions (same log-probs and gradients, up "
+        "to float rounding). Applies with more than one completion per prompt; not with vLLM rollouts (vLLM "
+        "shares prefixes itself) or gradient checkpointing (the update falls back to the plain computation).",
+    )
     temperature: float = _f(1.0, "Sampling temperature of rollouts (seed: 1.0).")
     top_p: float = _f(0.95, "Nucleus sampling of rollouts (seed: 0.95).")
     beta: float = _f(
@@ -209,16 +220,18 @@ class TrainConfig:
             self.batch_size % self.mini_batch_size == 0,
             f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size}).",
         )
-        if self.algorithm in ("grpo", "rloo"):
-            need(
-                self.num_generations >= 2,
-                f"--num_generations must be >= 2 for {self.algorithm}, got {self.num_generations}.",
-            )
-            need(
-                self.batch_size % self.num_generations == 0,
-                f"--batch_size ({self.batch_size}) must be divisible by --num_generations ({self.num_generations}): "
-                "each prompt gets num_generations completions.",
-            )
+        if self.num_generations is None:
+            self.num_generations = 1 if self.algorithm == "ppo" else 8
+        least = 1 if self.algorithm == "ppo" else 2
+        need(
+            self.num_generations >= least,
+            f"--num_generations must be >= {least} for {self.algorithm}, got {self.num_generations}.",
+        )
+        need(
+            self.batch_size % self.num_generations == 0,
+            f"--batch_size ({self.batch_size}) must be divisible by --num_generations ({self.num_generations}): "
+            "each prompt gets num_generations completions.",
+        )
         need(self.ppo_epochs >= 1, f"--ppo_epochs must be >= 1, got {self.ppo_epochs}.")
         need(self.num_epochs > 0, f"--num_epochs must be > 0, got {self.num_epochs}.")
         need(self.max_steps >= 1, f"--max_steps must be >= 1, got {self.max_steps}.")

@@ -86,7 +86,7 @@ class TRLTrainer:
         if config.algorithm == "ppo":
             from rl4rec.training.ppo import run_ppo
 
-            ignored = [f"--{n}" for n in ("num_generations", "loss_type", "beta")
+            ignored = [f"--{n}" for n in ("loss_type", "beta")
                        if getattr(config, n) != getattr(TrainConfig, n)]  # fmt: skip
             if ignored:
                 logger.warning(

@@ -12,7 +12,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+from trl.trainer.utils import split_tensor_dict
 
 from rl4rec.io import atomic_write_text
 from rl4rec.policy.precision import resolve_bf16
@@ -20,6 +22,13 @@ from rl4rec.training.callbacks import StepTimer
 from rl4rec.training.checkpoints import RUN_CONFIG, publish, step_dir
 from rl4rec.training.config import TrainConfig
 from rl4rec.training.distributed import accumulation_steps
+from rl4rec.training.shared_prefix import (
+    applicable,
+    find_groups,
+    forward_with_shared_prefix,
+    gradient_checkpointing_on,
+    sharing_generate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +64,87 @@ class Rl4recTrainerMixin(CheckpointPublishMixin):
     rl4rec_config: TrainConfig
     step_timer: StepTimer
 
-    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
-        return self.step_timer.timed("generation", super()._generate_single_turn, *args, **kwargs)  # type: ignore[misc]
+    def _generate_single_turn(self, prompt_ids: Any, images: Any, multimodal_fields: Any, *args: Any,
+                              **kwargs: Any) -> Any:  # fmt: skip
+        generate = super()._generate_single_turn  # type: ignore[misc]
+        plain_hf = not (self.use_vllm or self.use_transformers_continuous_batching or multimodal_fields)  # type: ignore[attr-defined]
+        if self.rl4rec_config.shared_prefix and plain_hf:
+            # TRL's HF path calls generate() on the unwrapped model with every prompt repeated G times
+            with sharing_generate(self.accelerator.unwrap_model(self.model_wrapped)):  # type: ignore[attr-defined]
+                return self.step_timer.timed("generation", generate, prompt_ids, images, multimodal_fields, *args,
+                                             **kwargs)  # fmt: skip
+        return self.step_timer.timed(
+            "generation", generate, prompt_ids, images, multimodal_fields, *args, **kwargs
+        )
+
+    def _prepare_inputs(self, generation_batch: dict[str, Any]) -> dict[str, Any]:
+        """TRL 1.16's ``_prepare_inputs``, except that the shuffle keeps each prompt's completions together.
+
+        TRL shuffles the rows of a generation batch before cutting it into micro-batches, which scatters
+        a group over several of them and leaves little to share. Moving whole groups instead changes
+        only which rows share a micro-batch; the step's gradient is the same sum (dapo, grpo and dr_grpo
+        normalise over the whole batch or per row; bnpo normalises per micro-batch). Used with and
+        without ``--shared_prefix`` so that both draw the same random numbers.
+        """
+        if not self.model.training or "pixel_values" in generation_batch:  # type: ignore[attr-defined]
+            return super()._prepare_inputs(generation_batch)  # type: ignore[misc]
+        generate_every = self.args.steps_per_generation * self.num_iterations  # type: ignore[attr-defined]
+        if self._step % generate_every == 0 or self._buffered_inputs is None:  # type: ignore[attr-defined]
+            batch = self._generate_and_score_completions(generation_batch)  # type: ignore[attr-defined]
+            order = find_groups(batch["prompt_ids"], batch["prompt_mask"]).order()
+            batch = permute_rows(batch, order)
+            self._buffered_inputs = split_tensor_dict(batch, self.args.steps_per_generation)  # type: ignore[attr-defined]
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]  # type: ignore[attr-defined]
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **multimodal: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """TRL's per-token log-probs and entropies, each distinct prompt of a chunk forwarded once.
+
+        Falls back to TRL's own computation where sharing is not exact or not possible: multimodal
+        inputs, MoE auxiliary losses, gradient checkpointing (it drops the cache), chunks without a
+        repeated prompt.
+        """
+        plain = super()._get_per_token_logps_and_entropies  # type: ignore[misc]
+        share = (
+            self.rl4rec_config.shared_prefix
+            and not compute_aux_loss
+            and all(v is None for v in multimodal.values())
+            and not (torch.is_grad_enabled() and gradient_checkpointing_on(model))
+        )
+        if not share:
+            return plain(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
+                         compute_aux_loss, **multimodal)  # fmt: skip
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+            prompt_ids, prompt_mask = ids[:, :-logits_to_keep], mask[:, :-logits_to_keep]
+            groups = find_groups(prompt_ids, prompt_mask)
+            if not applicable(prompt_mask, groups):
+                lp, ent, _ = plain(model, ids, mask, logits_to_keep, compute_entropy=compute_entropy)
+            else:
+                completion_ids, completion_mask = ids[:, -logits_to_keep:], mask[:, -logits_to_keep:]
+                with self.accelerator.autocast():  # type: ignore[attr-defined]
+                    out = forward_with_shared_prefix(
+                        model, prompt_ids, prompt_mask, completion_ids, completion_mask, groups=groups,
+                        prefix_kwargs={"logits_to_keep": 1},
+                        shift_labels=completion_ids.masked_fill(completion_mask == 0, -100),
+                        fused_lm_head=True,
+                    )  # fmt: skip
+                lp, ent = out.log_probs, out.entropy
+            logps.append(lp)
+            if compute_entropy:
+                entropies.append(ent)
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
         return self.step_timer.timed("reward", super()._calculate_rewards, *args, **kwargs)  # type: ignore[misc]
@@ -68,6 +156,19 @@ class Rl4recTrainerMixin(CheckpointPublishMixin):
         if "loss" in logs:  # a training-step log (not the end-of-training summary)
             logs.update(self.step_timer.flush())
         super().log(logs, start_time)  # type: ignore[misc]
+
+
+def permute_rows(batch: dict[str, Any], order: torch.Tensor) -> dict[str, Any]:
+    """Every per-row value of a TRL generation batch in ``order`` (scalars and None kept)."""
+
+    def permute(value: Any) -> Any:
+        if value is None or (isinstance(value, torch.Tensor) and value.ndim == 0):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value[order.to(value.device)]
+        return [value[i] for i in order.tolist()]
+
+    return {key: permute(value) for key, value in batch.items()}
 
 
 class Rl4recGRPOTrainer(Rl4recTrainerMixin, GRPOTrainer):

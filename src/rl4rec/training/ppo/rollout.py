@@ -17,6 +17,7 @@ import torch
 
 from rl4rec.training.ppo.losses import entropy_from_logits
 from rl4rec.training.ppo.value import PolicyAndValue
+from rl4rec.training.shared_prefix import generate_with_shared_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,17 @@ def tokenize_prompts(tokenizer: Any, texts: Sequence[str], device: Any) -> tuple
 class HFSampler:
     """``model.generate`` with temperature / top-p sampling (top-k off, as in the seed's vLLM params)."""
 
-    def __init__(self, tokenizer: Any, max_new_tokens: int, temperature: float, top_p: float) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        shared_prefix: bool = False,
+    ) -> None:
         self.tokenizer = tokenizer
+        #: Prefill each distinct prompt once when a batch repeats prompts (several completions per prompt).
+        self.shared_prefix = shared_prefix
         self.kwargs = {
             "do_sample": True,
             "temperature": temperature,
@@ -114,7 +124,10 @@ class HFSampler:
         policy.eval()
         try:
             with torch.no_grad():
-                out = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **self.kwargs)
+                if self.shared_prefix:
+                    out = generate_with_shared_prefix(policy, prompt_ids, prompt_mask, **self.kwargs)
+                else:
+                    out = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **self.kwargs)
         finally:
             policy.train(was_training)
         return out[:, prompt_ids.shape[1] :]
@@ -193,8 +206,12 @@ def score_rollout(
     temperature: float,
     batch_size: int,
     autocast: Callable[[], Any],
+    shared_prefix: bool = False,
 ) -> Rollout:
-    """Fill in the policy's log-probs, entropy and values and the reference's log-probs (no gradients)."""
+    """Fill in the policy's log-probs, entropy and values and the reference's log-probs (no gradients).
+
+    ``reference(ids, mask, positions, n_tokens, shared_prefix)`` gives the reference's logits.
+    """
     n_tokens = rollout.completion_ids.shape[1]
     parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref": [], "values": [], "entropy": []}
     was_training = model.training
@@ -204,8 +221,8 @@ def score_rollout(
             ids, mask, positions = rollout.inputs(rows)
             targets = rollout.completion_ids[rows]
             with autocast():
-                logits, values = model(ids, mask, positions, n_tokens)
-                ref_logits = reference(ids, mask, positions, n_tokens)
+                logits, values = model(ids, mask, positions, n_tokens, shared_prefix=shared_prefix)
+                ref_logits = reference(ids, mask, positions, n_tokens, shared_prefix)
             parts["logprobs"].append(token_logprobs(logits, targets, temperature))
             parts["entropy"].append(entropy_from_logits(logits.float() / temperature))
             parts["ref"].append(token_logprobs(ref_logits, targets, temperature))

@@ -1,6 +1,7 @@
 """PPO with a value function, a frozen reference policy and KL-shaped rewards, on accelerate.
 
-One *step* is one rollout batch (``--batch_size`` prompts, one completion each) followed by its update:
+One *step* is one rollout batch (``--batch_size`` completions: ``batch_size / num_generations`` prompts,
+``--num_generations`` completions each, 1 by default) followed by its update:
 ``--ppo_epochs`` passes over the batch in shuffled ``--mini_batch_size`` mini-batches, one optimizer
 step per mini-batch (classic PPO). The sequence reward comes from the same reward function as GRPO
 (through the TRL adapter, so ranks, components and completions are logged the same way) and is added
@@ -44,8 +45,9 @@ from rl4rec.training.ppo.rollout import (
     stream_indices,
     token_logprobs,
 )
-from rl4rec.training.ppo.value import PolicyAndValue, backbone_of
+from rl4rec.training.ppo.value import PolicyAndValue, backbone_of, completion_states
 from rl4rec.training.run_context import RunContext, TrainResult, lora_config
+from rl4rec.training.shared_prefix import find_groups
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,14 @@ class PPORun:
         world = self.acc.num_processes
         accumulation_steps(config.batch_size, config.mini_batch_size, world)
         self.local_batch = config.batch_size // world
+        self.group = config.num_generations  # completions per prompt (1 = classic PPO)
+        if self.local_batch % self.group:
+            raise ConfigError(
+                f"--batch_size ({config.batch_size}) over {world} processes gives {self.local_batch} completions "
+                f"per process, not a multiple of --num_generations ({self.group})."
+            )
+        #: Shared-prefix computation: several completions per prompt and --shared_prefix (the default).
+        self.shares_prefix = bool(config.shared_prefix and self.group > 1)
         self.reward = reward if reward is not None else self._default_reward()
         self.reward_name = getattr(self.reward, "__name__", "reward")
 
@@ -122,15 +132,21 @@ class PPORun:
         return model, tokenizer
 
     def _reference(
-        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, n: int
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        n: int,
+        shared_prefix: bool = False,
     ) -> torch.Tensor:
-        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        kwargs.update(logits_to_keep=n + 1, use_cache=False)
+        """The reference policy's logits at the ``n`` completion positions (no gradients are asked of it)."""
         if self.ref_model is not None:
-            return self.ref_model(**kwargs).logits[:, -(n + 1) : -1]
-        policy = self.unwrapped.policy
-        with policy.disable_adapter():
-            return policy(**kwargs).logits[:, -(n + 1) : -1]
+            logits, _ = completion_states(self.ref_model, ids, mask, positions, n, shared_prefix)
+        else:
+            with self.unwrapped.policy.disable_adapter():
+                logits, _ = completion_states(self.unwrapped.policy, ids, mask, positions, n, shared_prefix)
+        assert logits is not None
+        return logits
 
     def _setup(self) -> None:
         config, acc = self.config, self.acc
@@ -139,7 +155,8 @@ class PPORun:
 
         self.dataset = build_train_dataset(config, self.tokenizer)
         n = len(self.dataset)
-        self.total_steps = max(1, min(config.max_steps, math.ceil(config.num_epochs * n / config.batch_size)))
+        prompts_per_step = config.batch_size // self.group
+        self.total_steps = max(1, min(config.max_steps, math.ceil(config.num_epochs * n / prompts_per_step)))
         per_step = config.ppo_epochs * (self.local_batch // config.mini_batch_size)
         optimizer, self.scheduler = build_optimizer(model, config, self.total_steps * per_step)
         self.model, self.optimizer = acc.prepare(model, optimizer)
@@ -151,7 +168,9 @@ class PPORun:
         if config.use_vllm:
             self.sampler: Any = VLLMSampler(self.unwrapped.policy, acc, self.tokenizer, config)
         else:
-            self.sampler = HFSampler(self.tokenizer, config.max_new_tokens, config.temperature, config.top_p)
+            self.sampler = HFSampler(
+                self.tokenizer, config.max_new_tokens, config.temperature, config.top_p, self.shares_prefix
+            )
         self.start_step = 0
         if acc.num_processes > 1:  # each process samples its own completions (rank 0 = a single-process run)
             torch.manual_seed(config.seed + acc.process_index)
@@ -173,16 +192,19 @@ class PPORun:
 
     # -- data ----------------------------------------------------------------------------------------
     def rows_for_step(self, step: int) -> list[dict[str, Any]]:
-        """This process's rows of ``step`` (1-based); see :func:`stream_indices`."""
+        """This process's rows of ``step`` (1-based), each prompt ``--num_generations`` times in a row.
+
+        See :func:`stream_indices`; a step reads ``batch_size / num_generations`` prompts.
+        """
         indices = stream_indices(
             step,
             len(self.dataset),
-            self.config.batch_size,
-            self.local_batch,
+            self.config.batch_size // self.group,
+            self.local_batch // self.group,
             self.acc.process_index,
             self.config.seed,
         )
-        return [self.dataset[i] for i in indices]
+        return [self.dataset[i] for i in indices for _ in range(self.group)]
 
     # -- one step ------------------------------------------------------------------------------------
     def _score(
@@ -211,15 +233,19 @@ class PPORun:
         config, acc = self.config, self.acc
         stats: dict[str, list[float]] = defaultdict(list)
         n_tokens = rollout.completion_ids.shape[1]
+        groups = find_groups(rollout.prompt_ids, rollout.prompt_mask) if self.group > 1 else None
         self.model.train()
         for _ in range(config.ppo_epochs):
-            order = torch.randperm(rollout.size)
+            # Several completions per prompt: mini-batches take whole groups, so a prompt is computed once.
+            order = groups.order() if groups is not None else torch.randperm(rollout.size)
             for part in chunks(rollout.size, config.mini_batch_size):
                 rows = order[part].to(acc.device)
                 ids, mask, positions = rollout.inputs(rows)
                 cmask = rollout.completion_mask[rows]
                 with acc.autocast():
-                    logits, values = self.model(ids, mask, positions, n_tokens)
+                    logits, values = self.model(
+                        ids, mask, positions, n_tokens, shared_prefix=self.shares_prefix
+                    )
                 logprobs = token_logprobs(logits, rollout.completion_ids[rows], config.temperature)
                 assert rollout.logprobs is not None and rollout.values is not None and values is not None
                 pol = L.clipped_policy_loss(
@@ -261,8 +287,9 @@ class PPORun:
         scores = self._score(step, rows, rollout, metrics)
         t_reward = time.perf_counter() - t0 - t_gen
         score_rollout(
-            self.unwrapped, self._reference, rollout, config.temperature, config.mini_batch_size, acc.autocast
-        )
+            self.unwrapped, self._reference, rollout, config.temperature, config.mini_batch_size, acc.autocast,
+            self.shares_prefix,
+        )  # fmt: skip
         t_score = time.perf_counter() - t0 - t_gen - t_reward  # policy, reference and value forward passes
         assert (
             rollout.logprobs is not None and rollout.ref_logprobs is not None and rollout.values is not None
@@ -284,7 +311,7 @@ class PPORun:
         t_step = time.perf_counter() - t0
         record: dict[str, Any] = {
             "step": step,
-            "epoch": step * config.batch_size / len(self.dataset),
+            "epoch": step * config.batch_size / self.group / len(self.dataset),
             "reward": float(all_scores.mean()),
             "reward_std": float(all_scores.std()) if all_scores.numel() > 1 else 0.0,
             f"rewards/{self.reward_name}/mean": float(all_scores.mean()),

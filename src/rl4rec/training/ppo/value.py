@@ -18,6 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from rl4rec.training.shared_prefix import (
+    applicable,
+    find_groups,
+    forward_with_shared_prefix,
+    gradient_checkpointing_on,
+)
+
 
 def hidden_size(model: Any) -> int:
     config = model.config
@@ -46,6 +53,46 @@ def backbone_of(model: Any) -> nn.Module:
     return base
 
 
+def completion_states(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    n_last: int,
+    shared_prefix: bool = False,
+    causal_lm: bool = True,
+    hidden: bool = False,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(logits, last hidden states)`` at the ``n_last`` positions before the last one.
+
+    Position ``i`` is the state that predicts completion token ``i`` when the input is
+    ``prompt + completion`` and ``n_last`` is the completion length. ``causal_lm=False``: ``model`` is a
+    bare backbone (no logits). ``shared_prefix``: rows with the same left-padded prompt compute it once
+    (:mod:`rl4rec.training.shared_prefix`; same outputs up to float rounding), where that applies.
+    """
+    width = input_ids.shape[1] - n_last
+    prompt_ids, prompt_mask = input_ids[:, :width], attention_mask[:, :width]
+    groups = find_groups(prompt_ids, prompt_mask) if shared_prefix else None
+    checkpointed = torch.is_grad_enabled() and gradient_checkpointing_on(model)
+    if groups is not None and n_last >= 1 and not checkpointed and applicable(prompt_mask, groups):
+        out = forward_with_shared_prefix(
+            model, prompt_ids, prompt_mask, input_ids[:, width:], attention_mask[:, width:], groups=groups,
+            position_ids=position_ids, prefix_kwargs={"logits_to_keep": 1} if causal_lm else None,
+            **({"output_hidden_states": hidden} if causal_lm else {}),
+        )  # fmt: skip
+        keep = slice(None)
+    else:
+        kwargs: dict[str, Any] = (
+            {"logits_to_keep": n_last + 1, "output_hidden_states": hidden} if causal_lm else {}
+        )
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                    **kwargs)  # fmt: skip
+        keep = slice(-(n_last + 1), -1)
+    if not causal_lm:
+        return None, out.last_hidden_state[:, keep]
+    return out.logits[:, keep], (out.hidden_states[-1][:, keep] if hidden else None)
+
+
 class PolicyAndValue(nn.Module):
     """Causal-LM policy plus value function. ``forward`` returns logits and values of the last tokens."""
 
@@ -69,33 +116,23 @@ class PolicyAndValue(nn.Module):
         position_ids: torch.Tensor,
         n_last: int,
         with_values: bool = True,
+        shared_prefix: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits and values at the ``n_last`` positions before the last one.
-
-        Position ``i`` of the outputs is the state that predicts completion token ``i`` when the input
-        is ``prompt + completion`` and ``n_last`` is the completion length.
-        """
+        """Logits and values at the ``n_last`` positions before the last one (see :func:`completion_states`)."""
         want_hidden = with_values and self.mode == "head"
-        out = self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            logits_to_keep=n_last + 1,
-            output_hidden_states=want_hidden,
-            use_cache=False,
+        inputs = (input_ids, attention_mask, position_ids, n_last)
+        logits, hidden = completion_states(
+            self.policy, *inputs, shared_prefix, causal_lm=True, hidden=want_hidden
         )
-        logits = out.logits[:, -(n_last + 1) : -1]
         if not with_values:
             return logits, None
-        if self.mode == "head":
-            hidden = out.hidden_states[-1]
-        else:
+        if self.mode == "separate":
             assert self.value_backbone is not None
-            hidden = self.value_backbone(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-            ).last_hidden_state
-        values = self.value_head(hidden[:, -(n_last + 1) : -1])
-        return logits, values
+            _, hidden = completion_states(
+                self.value_backbone, *inputs, shared_prefix, causal_lm=False, hidden=True
+            )
+        assert hidden is not None
+        return logits, self.value_head(hidden)
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """Trainable parameters as (policy's, value function's own), for separate learning rates.
