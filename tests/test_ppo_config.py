@@ -15,7 +15,7 @@ def test_ppo_flags_parse_with_their_defaults_and_overrides():
     config = parse_train_args(
         ["--algorithm", "ppo", "--value_model", "separate", "--kl_target", "6", "--kl_coef", "0.2", "--gamma",
          "0.99", "--lam", "0.9", "--cliprange", "0.1", "--cliprange_value", "0.3", "--vf_coef", "0.5",
-         "--max_grad_norm", "0.5", "--batch_size", "6", "--mini_batch_size", "3", "--num_generations", "4"]
+         "--max_grad_norm", "0.5", "--batch_size", "6", "--mini_batch_size", "3", "--num_generations", "3"]
     )  # fmt: skip
     assert (config.value_model, config.kl_target, config.kl_coef) == ("separate", 6.0, 0.2)
     assert (config.gamma, config.lam, config.cliprange, config.cliprange_value) == (0.99, 0.9, 0.1, 0.3)
@@ -25,8 +25,13 @@ def test_ppo_flags_parse_with_their_defaults_and_overrides():
     assert default.value_learning_rate is None and value_learning_rate(default) == 10 * default.learning_rate
     explicit = parse_train_args(["--algorithm", "ppo", "--value_learning_rate", "3e-4"])
     assert value_learning_rate(explicit) == 3e-4
-    # num_generations is a GRPO/RLOO group size: PPO samples one completion per prompt and ignores it.
-    assert config.batch_size == 6
+    # Completions per prompt: 1 by default (classic PPO), as many as asked (batch_size / num_generations prompts).
+    assert default.num_generations == 1 and parse_train_args([]).num_generations == 8
+    assert (config.batch_size, config.num_generations) == (6, 3)
+    with pytest.raises(ConfigError, match="divisible by --num_generations"):
+        parse_train_args(
+            ["--algorithm", "ppo", "--batch_size", "6", "--mini_batch_size", "3", "--num_generations", "4"]
+        )
 
 
 @pytest.mark.parametrize(

@@ -63,14 +63,19 @@ def plain_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
     ids = torch.cat([prompt_ids, completion_ids], 1)
     mask = torch.cat([prompt_mask, completion_mask], 1)
     logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=n + 1).logits[:, :-1]
-    return torch.log_softmax(logits.float(), -1).gather(-1, completion_ids[..., None])[..., 0] * completion_mask
+    return (
+        torch.log_softmax(logits.float(), -1).gather(-1, completion_ids[..., None])[..., 0] * completion_mask
+    )
 
 
 def shared_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
     out = forward_with_shared_prefix(
         model, prompt_ids, prompt_mask, completion_ids, completion_mask, prefix_kwargs={"logits_to_keep": 1}
     )
-    return torch.log_softmax(out.logits.float(), -1).gather(-1, completion_ids[..., None])[..., 0] * completion_mask
+    return (
+        torch.log_softmax(out.logits.float(), -1).gather(-1, completion_ids[..., None])[..., 0]
+        * completion_mask
+    )
 
 
 def flat_grad(model) -> torch.Tensor:
@@ -99,10 +104,12 @@ def test_find_groups_and_group_order():
 
 
 def test_token_ratio_counts_the_prompt_once_per_group():
-    prompt_ids, prompt_mask, completion_ids, completion_mask = grouped_batch([8, 8], 4, 4, 64)
+    prompt_ids, prompt_mask, _, completion_mask = grouped_batch([8, 8], 4, 4, 64)
     completion_mask[:] = 1
     groups = find_groups(prompt_ids, prompt_mask)
-    assert token_ratio(prompt_mask, completion_mask, groups) == pytest.approx((8 * 8 + 8 * 4) / (2 * 8 + 8 * 4))
+    assert token_ratio(prompt_mask, completion_mask, groups) == pytest.approx(
+        (8 * 8 + 8 * 4) / (2 * 8 + 8 * 4)
+    )
 
 
 @pytest.mark.parametrize("group", [1, 2, 4])
@@ -145,8 +152,12 @@ def test_greedy_and_sampled_generation_equal_the_plain_generate():
     sampled = []
     for fn in ("plain", "shared"):
         torch.manual_seed(3)
-        call = dict(input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, top_k=0, top_p=0.95, **kwargs)
-        sampled.append(model.generate(**call) if fn == "plain" else generate_with_shared_prefix(model, **call))
+        call = dict(
+            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, top_k=0, top_p=0.95, **kwargs
+        )
+        sampled.append(
+            model.generate(**call) if fn == "plain" else generate_with_shared_prefix(model, **call)
+        )
     assert torch.equal(sampled[0], sampled[1])
 
 
@@ -174,7 +185,9 @@ def test_ppo_losses_have_the_same_gradient(mode):
         policy = L.clipped_policy_loss(logprobs, old, advantages, completion_mask, 0.2)
         value_loss, _ = L.clipped_value_loss(values, values.detach() * 0.9, returns, completion_mask, 0.2)
         (policy.loss + 0.1 * value_loss).backward()
-        results.append((logprobs.detach() * completion_mask, values.detach() * completion_mask, flat_grad(model)))
+        results.append(
+            (logprobs.detach() * completion_mask, values.detach() * completion_mask, flat_grad(model))
+        )
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=0)
     torch.testing.assert_close(results[1][1], results[0][1], atol=1e-4, rtol=0)
     assert_same_gradient(results[0][2], results[1][2])
@@ -215,12 +228,18 @@ def test_grpo_log_probs_and_loss_gradients_equal_trl(grpo_trainer, group, chunk,
 
     calls = []
     real = trl_backend.forward_with_shared_prefix
-    monkeypatch.setattr(trl_backend, "forward_with_shared_prefix", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        trl_backend, "forward_with_shared_prefix", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
 
     trainer, model = grpo_trainer, grpo_trainer.model
-    assert not gradient_checkpointing_on(model)  # else the shared path would fall back and compare plain to plain
+    assert not gradient_checkpointing_on(
+        model
+    )  # else the shared path would fall back and compare plain to plain
     vocab = model.config.vocab_size
-    prompt_ids, prompt_mask, completion_ids, completion_mask = grouped_batch([9, 5, 12], group, 6, vocab, group)
+    prompt_ids, prompt_mask, completion_ids, completion_mask = grouped_batch(
+        [9, 5, 12], group, 6, vocab, group
+    )
     rows = prompt_ids.shape[0]
     ids, mask = torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1)
     inputs = {
@@ -291,6 +310,9 @@ def test_two_training_steps_reach_the_same_weights(algorithm, ml100k_dir, tmp_pa
         finals[shared] = load_file(result.final_checkpoint / "model.safetensors")
     start = load_file(default_policy_path() / "model.safetensors")
     moved = sum(float((finals["false"][k].double() - start[k].double()).norm() ** 2) for k in start) ** 0.5
-    apart = sum(float((finals["true"][k].double() - finals["false"][k].double()).norm() ** 2) for k in start) ** 0.5
+    apart = (
+        sum(float((finals["true"][k].double() - finals["false"][k].double()).norm() ** 2) for k in start)
+        ** 0.5
+    )
     assert moved > 0
     assert apart <= 1e-2 * moved, (apart, moved)

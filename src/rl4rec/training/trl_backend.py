@@ -28,6 +28,7 @@ from rl4rec.training.shared_prefix import (
     forward_with_shared_prefix,
     gradient_checkpointing_on,
     sharing_generate,
+    token_ratio,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Rl4recTrainerMixin(CheckpointPublishMixin):
 
     rl4rec_config: TrainConfig
     step_timer: StepTimer
+    #: Plain-computation tokens per shared-computation token of the last rollout batch (the ideal speed-up).
+    prefix_token_ratio: float | None = None
 
     def _generate_single_turn(self, prompt_ids: Any, images: Any, multimodal_fields: Any, *args: Any,
                               **kwargs: Any) -> Any:  # fmt: skip
@@ -91,7 +94,9 @@ class Rl4recTrainerMixin(CheckpointPublishMixin):
         generate_every = self.args.steps_per_generation * self.num_iterations  # type: ignore[attr-defined]
         if self._step % generate_every == 0 or self._buffered_inputs is None:  # type: ignore[attr-defined]
             batch = self._generate_and_score_completions(generation_batch)  # type: ignore[attr-defined]
-            order = find_groups(batch["prompt_ids"], batch["prompt_mask"]).order()
+            groups = find_groups(batch["prompt_ids"], batch["prompt_mask"])
+            self.prefix_token_ratio = token_ratio(batch["prompt_mask"], batch["completion_mask"], groups)
+            order = groups.order()
             batch = permute_rows(batch, order)
             self._buffered_inputs = split_tensor_dict(batch, self.args.steps_per_generation)  # type: ignore[attr-defined]
         return self._buffered_inputs[self._step % self.args.steps_per_generation]  # type: ignore[attr-defined]
@@ -155,6 +160,10 @@ class Rl4recTrainerMixin(CheckpointPublishMixin):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training-step log (not the end-of-training summary)
             logs.update(self.step_timer.flush())
+            if (
+                self.prefix_token_ratio is not None
+            ):  # tokens of the plain computation per token of the shared one
+                logs["shared_prefix/token_ratio"] = self.prefix_token_ratio
         super().log(logs, start_time)  # type: ignore[misc]
 
 

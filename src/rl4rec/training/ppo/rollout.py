@@ -105,11 +105,8 @@ class HFSampler:
         max_new_tokens: int,
         temperature: float,
         top_p: float,
-        shared_prefix: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
-        #: Prefill each distinct prompt once when a batch repeats prompts (several completions per prompt).
-        self.shared_prefix = shared_prefix
         self.kwargs = {
             "do_sample": True,
             "temperature": temperature,
@@ -119,12 +116,15 @@ class HFSampler:
             "pad_token_id": tokenizer.pad_token_id,
         }
 
-    def sample(self, policy: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, policy: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, shared_prefix: bool = False
+    ) -> torch.Tensor:
+        """Completion ids; ``shared_prefix`` prefills each distinct prompt once (the rows that repeat it share it)."""
         was_training = policy.training
         policy.eval()
         try:
             with torch.no_grad():
-                if self.shared_prefix:
+                if shared_prefix:
                     out = generate_with_shared_prefix(policy, prompt_ids, prompt_mask, **self.kwargs)
                 else:
                     out = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **self.kwargs)
@@ -156,7 +156,10 @@ class VLLMSampler:
             max_completion_length=config.max_new_tokens,
         )
 
-    def sample(self, policy: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, policy: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, shared_prefix: bool = False
+    ) -> torch.Tensor:
+        """Completion ids (vLLM shares prefixes by itself)."""
         prompts = [ids[m.bool()].tolist() for ids, m in zip(prompt_ids, prompt_mask, strict=True)]
         _, completions, _, _ = self.engine.generate(prompts=prompts, images=None, num_generations=1)
         width = max(1, *(len(c) for c in completions))
@@ -176,9 +179,10 @@ def generate_rollout(
     prompt_texts: Sequence[str],
     eos_ids: Sequence[int],
     device: Any,
+    shared_prefix: bool = False,
 ) -> Rollout:
     prompt_ids, prompt_mask = tokenize_prompts(tokenizer, prompt_texts, device)
-    raw = sampler.sample(policy, prompt_ids, prompt_mask)
+    raw = sampler.sample(policy, prompt_ids, prompt_mask, shared_prefix)
     completion_ids, completion_mask = mask_after_eos(raw, eos_ids, tokenizer.pad_token_id)
     rollout = Rollout(prompt_ids, prompt_mask, completion_ids, completion_mask, texts=[])
     rollout.texts = [

@@ -47,7 +47,7 @@ from rl4rec.training.ppo.rollout import (
 )
 from rl4rec.training.ppo.value import PolicyAndValue, backbone_of, completion_states
 from rl4rec.training.run_context import RunContext, TrainResult, lora_config
-from rl4rec.training.shared_prefix import find_groups
+from rl4rec.training.shared_prefix import find_groups, token_ratio
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +79,13 @@ class PPORun:
                 f"--batch_size ({config.batch_size}) over {world} processes gives {self.local_batch} completions "
                 f"per process, not a multiple of --num_generations ({self.group})."
             )
-        #: Shared-prefix computation: several completions per prompt and --shared_prefix (the default).
-        self.shares_prefix = bool(config.shared_prefix and self.group > 1)
         self.reward = reward if reward is not None else self._default_reward()
         self.reward_name = getattr(self.reward, "__name__", "reward")
+
+    @property
+    def shares_prefix(self) -> bool:
+        """Shared-prefix computation: several completions per prompt and --shared_prefix (the default)."""
+        return bool(self.config.shared_prefix and self.group > 1)
 
     # -- construction ------------------------------------------------------------------------------
     def _default_reward(self) -> Any:
@@ -168,9 +171,7 @@ class PPORun:
         if config.use_vllm:
             self.sampler: Any = VLLMSampler(self.unwrapped.policy, acc, self.tokenizer, config)
         else:
-            self.sampler = HFSampler(
-                self.tokenizer, config.max_new_tokens, config.temperature, config.top_p, self.shares_prefix
-            )
+            self.sampler = HFSampler(self.tokenizer, config.max_new_tokens, config.temperature, config.top_p)
         self.start_step = 0
         if acc.num_processes > 1:  # each process samples its own completions (rank 0 = a single-process run)
             torch.manual_seed(config.seed + acc.process_index)
@@ -279,17 +280,23 @@ class PPORun:
         t0 = time.perf_counter()
         rows = self.rows_for_step(step)
         texts = render_prompts(self.tokenizer, [r["prompt"] for r in rows])
+        shared = self.shares_prefix
         rollout = generate_rollout(
-            self.sampler, self.unwrapped.policy, self.tokenizer, texts, self.eos_ids, acc.device
+            self.sampler, self.unwrapped.policy, self.tokenizer, texts, self.eos_ids, acc.device, shared
         )
         t_gen = time.perf_counter() - t0
         metrics: dict[str, Any] = {}
         scores = self._score(step, rows, rollout, metrics)
         t_reward = time.perf_counter() - t0 - t_gen
         score_rollout(
-            self.unwrapped, self._reference, rollout, config.temperature, config.mini_batch_size, acc.autocast,
-            self.shares_prefix,
-        )  # fmt: skip
+            self.unwrapped,
+            self._reference,
+            rollout,
+            config.temperature,
+            config.mini_batch_size,
+            acc.autocast,
+            shared,
+        )
         t_score = time.perf_counter() - t0 - t_gen - t_reward  # policy, reference and value forward passes
         assert (
             rollout.logprobs is not None and rollout.ref_logprobs is not None and rollout.values is not None
@@ -326,6 +333,9 @@ class PPORun:
             "returns/mean": float(L.masked_mean(returns, mask)),
             "completion_length": self._mean(mask.sum(1)),
             "completions/clipped_ratio": self._mean(~ended.any(1)),
+            "shared_prefix/token_ratio": token_ratio(
+                rollout.prompt_mask, mask, find_groups(rollout.prompt_ids, rollout.prompt_mask)
+            ),
             "time/generation": t_gen,
             "time/reward": t_reward,
             "time/score": t_score,
