@@ -134,13 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         prepare_recbole("ml-100k", None, Path(args.ml100k_dir) / "ml-100k")
     data_dirs = {"ml-100k": args.ml100k_dir, "beauty": args.beauty_dir}
     results = {}
-    for name in args.settings:
+    for name in args.settings:  # the file is rewritten after every setting: a stop keeps what finished
         results[name] = run_setting(name, args, data_dirs)
         row = results[name]
         print(json.dumps({name: {"speedup": row["speedup"], "token_ratio": row["token_ratio"],
                                  "plain_step_s": row["plain"]["step_s"], "shared_step_s": row["shared"]["step_s"]}}),
               flush=True)  # fmt: skip
-    write_result(args.out, {"config": vars(args), "settings": results})
+        write_result(args.out, {"config": vars(args), "settings": results})
     return 0
 
 

@@ -16,7 +16,7 @@ from rl4rec.evaluation.compare import compare_runs
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.report import write_report
 from rl4rec.evaluation.runner import RANKS_FILE, read_ranks, run_evaluation
-from rl4rec.evaluation.statistics import interval, metric_table, paired_difference
+from rl4rec.statistics import interval, metric_table, paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
 

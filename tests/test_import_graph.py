@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 FLOORS: list[set[str]] = [
     {"rl4rec", "rl4rec.errors"},
     {"rl4rec.io", "rl4rec.devices", "rl4rec.metrics", "rl4rec.config_cli"},
-    {"rl4rec.data"},
+    {"rl4rec.data", "rl4rec.statistics"},
     {"rl4rec.policy", "rl4rec.retrieval"},
     {"rl4rec.rewards"},
     {"rl4rec.training"},

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rl4rec.training.shared_prefix import (
+from rl4rec.policy.shared_prefix import (
     applicable,
     find_groups,
     forward_with_shared_prefix,
@@ -223,8 +223,8 @@ def grpo_trainer(policy_tokenizer, tmp_path_factory):
 @pytest.mark.parametrize("group,chunk", [(1, 6), (2, 6), (4, 3), (4, 12)])
 def test_grpo_log_probs_and_loss_gradients_equal_trl(grpo_trainer, group, chunk, monkeypatch):
     """``chunk`` 3 with groups of 4 splits every group across micro-batches; chunks without a repeat fall back."""
+    from rl4rec.policy.shared_prefix import gradient_checkpointing_on
     from rl4rec.training import trl_backend
-    from rl4rec.training.shared_prefix import gradient_checkpointing_on
 
     calls = []
     real = trl_backend.forward_with_shared_prefix

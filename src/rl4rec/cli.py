@@ -41,6 +41,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "tune_fusion_main",
         "choose fusion weights (text + history + co-occurrence) on the validation split",
     ),
+    "headroom": (
+        "rl4rec.evaluation.headroom",
+        "headroom_main",
+        "best-of-K of the policy's own samples on held-out users: is there anything for RL to find?",
+    ),
     "compare": ("rl4rec.evaluation.cli", "compare_main", "paired comparison of two evaluation runs"),
     "report": ("rl4rec.evaluation.cli", "report_main", "write report.md and plots for run directories"),
     "demo": ("rl4rec.demo", "demo_main", "the main job on built-in data: prepare, train, evaluate, report"),

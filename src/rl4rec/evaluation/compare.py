@@ -15,8 +15,8 @@ import numpy as np
 
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.run_files import CONFIG_FILE, candidate_counts, read_ranks
-from rl4rec.evaluation.statistics import paired_difference
 from rl4rec.io import atomic_write_json
+from rl4rec.statistics import paired_difference
 
 
 def _identity(run_dir: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rl4rec.errors import DataError
-from rl4rec.evaluation.plots import methods_chart, training_curves
+from rl4rec.evaluation.plots import heldout_curves, methods_chart, training_curves
 from rl4rec.evaluation.run_files import RESULTS_FILE, read_ranks
 from rl4rec.io import atomic_write_text
 from rl4rec.training.run_log import METRICS_FILE
@@ -47,12 +47,47 @@ def _ci(m: dict[str, Any]) -> str:
 def _training_summary(name: str, records: list[dict[str, Any]]) -> str:
     rewards = [r["reward"] for r in records if isinstance(r.get("reward"), (int, float))]
     if not rewards:
-        return f"- `{name}`: {len(records)} steps, no reward logged"
+        return f"- `{name}`: {len(records)} records, no reward logged"
     n = min(10, len(rewards))
     first, last = sum(rewards[:n]) / n, sum(rewards[-n:]) / n
     seconds = sum(r.get("time/step", 0.0) or 0.0 for r in records)
     return (f"- `{name}`: {records[-1]['step']} steps, mean reward of first {n} steps {first:.4f} -> last {n} "
             f"{last:.4f}; {seconds / 60:.1f} min of step time")  # fmt: skip
+
+
+def heldout_table(records: list[dict[str, Any]]) -> list[str]:
+    """The held-out evaluations of one run as markdown lines (empty without them).
+
+    Each row: AUC and NDCG@10 of the validation users, and the paired difference to step 0 with its
+    95 % interval; the last line says what the evaluations cost next to the training steps.
+    """
+    evals = [r for r in records if isinstance(r.get("eval/auc"), (int, float))]
+    if not evals:
+        return []
+
+    def delta(r: dict[str, Any], key: str) -> str:
+        if f"{key}_vs_step0" not in r:
+            return "-"
+        return f"{r[f'{key}_vs_step0']:+.4f} [{r[f'{key}_vs_step0_lo']:+.4f}, {r[f'{key}_vs_step0_hi']:+.4f}]"
+
+    fused = "eval/fused/auc" in evals[0]
+    head = "| step | AUC | AUC − step 0 | NDCG@10 | NDCG@10 − step 0 |" + (
+        " fused AUC | fused AUC − step 0 |" if fused else ""
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in evals:
+        row = f"| {r['step']} | {r['eval/auc']:.4f} | {delta(r, 'eval/auc')} | {r['eval/ndcg@10']:.4f} | {delta(r, 'eval/ndcg@10')} |"
+        if fused:
+            row += f" {r['eval/fused/auc']:.4f} | {delta(r, 'eval/fused/auc')} |"
+        lines.append(row)
+    eval_s = sum(float(r.get("eval/seconds", 0.0)) for r in evals)
+    train_s = sum(float(r.get("time/step", 0.0) or 0.0) for r in records if "eval/auc" not in r)
+    share = f", {100 * eval_s / (eval_s + train_s):.0f} % of the run" if train_s else ""
+    lines.append("")
+    lines.append(
+        f"{len(evals)} evaluations of {int(evals[0]['eval/users'])} users took {eval_s / 60:.1f} min{share}."
+    )
+    return lines
 
 
 def _examples(label: str, run_dir: Path, n: int) -> list[str]:
@@ -97,6 +132,16 @@ def write_report(run_dirs: list[str | Path], output_dir: str | Path, examples: i
         curves = training_curves(training, out / "training_curves.png")
         if curves:
             md += ["", f"![training curves: {', '.join(curves)}](training_curves.png)", ""]
+        tables = {name: heldout_table(recs) for name, recs in training.items()}
+        if any(tables.values()) and heldout_curves(training, out / "heldout_curves.png"):
+            md += [
+                "## Held-out users during training (greedy queries, paired with step 0, 95% bootstrap CI)",
+                "",
+            ]
+            for name, table in tables.items():
+                if table:
+                    md += [f"`{name}`:", "", *table, ""]
+            md += ["![held-out curves beside the training reward](heldout_curves.png)", ""]
     if evals:
         rows = [{"label": _label(r), "metrics": r["metrics"]} for _, r in evals]
         md += ["## Methods (held-out users, full ranking, history masked, 95% bootstrap CI)", ""]

@@ -23,9 +23,9 @@ from rl4rec.data.splits import Example, leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.run_files import CONFIG_FILE, RANKS_FILE, RESULTS_FILE, read_ranks
-from rl4rec.evaluation.statistics import metric_table
 from rl4rec.io import atomic_write_json, atomic_write_text
 from rl4rec.metrics import count_candidates
+from rl4rec.statistics import metric_table
 
 logger = logging.getLogger(__name__)
 

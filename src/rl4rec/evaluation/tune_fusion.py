@@ -28,9 +28,9 @@ from rl4rec.config_cli import comma_floats, comma_ints, opt, parse_config
 from rl4rec.data.dataset import load_dataset
 from rl4rec.data.splits import leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
-from rl4rec.evaluation.statistics import per_user
 from rl4rec.metrics import compute_ranks
 from rl4rec.retrieval.fusion import FusionConfig, load_fusion
+from rl4rec.statistics import per_user
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import torch
 
 from rl4rec.data.prompts import Prompt
 from rl4rec.errors import ConfigError
+from rl4rec.policy.shared_prefix import generate_with_shared_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,12 @@ class HFGenerator:
                 enc = self.tokenizer(
                     list(batch), return_tensors="pt", padding=True, add_special_tokens=False
                 ).to(device)
-                with torch.inference_mode():
-                    gen = self.model.generate(**enc, **kwargs)
+                with (
+                    torch.inference_mode()
+                ):  # prompts repeated in a batch (several samples) are prefilled once
+                    gen = generate_with_shared_prefix(
+                        self.model, enc["input_ids"], enc["attention_mask"], **kwargs
+                    )
                 new_tokens = gen[:, enc["input_ids"].shape[1] :]
                 outputs.extend(
                     t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -90,3 +90,55 @@ class StepTimer:
         }
         self.generation = self.reward = self.step = 0.0
         return out
+
+
+class HeldOutCallback(TrainerCallback):
+    """Runs :class:`~rl4rec.training.heldout.HeldOutSchedule` in an HF trainer (GRPO, RLOO, SFT): step 0, every
+    ``--eval_steps`` steps, the last step. Rank 0 only; the others wait at the next collective."""
+
+    def __init__(self, schedule: Any, model: Any) -> None:
+        self.schedule, self.model = schedule, model
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        if state.global_step == 0:
+            self.schedule.maybe(self.model(), 0, state.max_steps)
+        else:
+            self.schedule.resumed(state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            self.schedule.maybe(self.model(), state.global_step, state.max_steps)
+
+
+def add_heldout_callback(
+    trainer: Any, run: Any, tokenizer: Any, max_new_tokens: int, merge_lora: bool = False
+) -> None:
+    """Attach the held-out schedule of ``run.config`` (if any) to an HF ``trainer``.
+
+    Its ``eval/`` metrics go through ``transformers.Trainer.log`` (every report_to backend and
+    metrics.jsonl), not the TRL trainers' ``log``, which would take the step's training metrics with them.
+    ``merge_lora``: the best checkpoint holds merged weights (as SFT's final one does), not adapters.
+    """
+    import copy
+
+    from transformers import Trainer
+
+    from rl4rec.training.heldout import heldout_schedule
+
+    def write_weights(folder: Any) -> None:
+        if merge_lora:
+            copy.deepcopy(trainer.model).merge_and_unload().save_pretrained(str(folder))
+        else:
+            trainer.save_model(str(folder))
+
+    schedule = heldout_schedule(
+        run.config, tokenizer, run.run_dir, max_new_tokens,
+        log=lambda metrics, step: Trainer.log(trainer, metrics),
+        write_model=lambda folder: run.fill_checkpoint(folder, write_weights, tokenizer),
+    )  # fmt: skip
+    if schedule is not None:
+        trainer.add_callback(
+            HeldOutCallback(schedule, lambda: trainer.accelerator.unwrap_model(trainer.model))
+        )

@@ -48,7 +48,31 @@ def check_prompt_flags(config: Any) -> None:
 
 
 @dataclass
-class TrainConfig:
+class HeldOutFlags:
+    """Held-out evaluation during training (``rl4rec train`` and ``rl4rec sft``): :mod:`rl4rec.training.heldout`."""
+
+    eval_steps: int = _f(
+        0,
+        "Held-out evaluation at step 0, every N steps and at the end: greedy queries of --eval_users seeded users "
+        "of --eval_split, ranked as `rl4rec evaluate` ranks them, logged as eval/... (0 = off).",
+    )
+    eval_users: int = _f(128, "Users of the held-out sample (the same users at every evaluation).")
+    eval_split: str = _f("valid", "valid | test: choose settings on valid; read test once per reported row.")
+    eval_fusion: str | None = _f(
+        None,
+        "Fusion file (from `rl4rec tune-fusion`): also rank each query fused with the history (eval/fused/...).",
+    )
+    eval_seed: int = _f(0, "Seed of the held-out user sample (as `rl4rec evaluate --seed`).")
+    eval_batch_size: int = _f(16, "Prompts per generate call in held-out evaluation (as `rl4rec evaluate`).")
+    keep_best: str | None = _f(
+        None,
+        "Keep the policy with the best held-out METRIC in checkpoint_best/ (auc, ndcg@10, hit@10, mrr@10; "
+        "fused/auc etc. with --eval_fusion).",
+    )
+
+
+@dataclass
+class TrainConfig(HeldOutFlags):
     # -- seed flags (names and defaults as documented by the seed) ----------------------------------
     model_name: str = _f(
         "smollm2-135m-instruct",
@@ -275,6 +299,9 @@ class TrainConfig:
         if self.use_peft:
             need(self.lora_r >= 1, f"--lora_r must be >= 1, got {self.lora_r}.")
         need(self.log_completions >= 0, "--log_completions must be >= 0.")
+        from rl4rec.training.heldout import check_heldout_flags
+
+        check_heldout_flags(self)
         if self.fusion is not None:
             from rl4rec.retrieval.fusion import load_fusion
 

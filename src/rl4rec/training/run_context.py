@@ -163,13 +163,17 @@ class RunContext:
                 log.path.unlink()
         atomic_write_text(self.run_dir / RUN_CONFIG, self.config.to_json())
 
+    def fill_checkpoint(self, folder: Path, write_model: Callable[[Path], None], tokenizer: Any) -> None:
+        """A loadable policy folder: the weights ``write_model(folder)`` writes, the tokenizer and the config."""
+        write_model(folder)
+        tokenizer.save_pretrained(str(folder))
+        atomic_write_text(folder / RUN_CONFIG, self.config.to_json())
+
     def save_final(self, write_model: Callable[[Path], None], tokenizer: Any) -> Path:
-        """``checkpoint_final``: the weights ``write_model(folder)`` writes, the tokenizer and the config."""
+        """``checkpoint_final`` (see :meth:`fill_checkpoint`), written atomically."""
         final = self.run_dir / FINAL_NAME
         with atomic_directory(final) as tmp:
-            write_model(tmp)
-            tokenizer.save_pretrained(str(tmp))
-            atomic_write_text(tmp / RUN_CONFIG, self.config.to_json())
+            self.fill_checkpoint(tmp, write_model, tokenizer)
         logger.info("final checkpoint: %s", final)
         return final
 

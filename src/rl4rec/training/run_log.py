@@ -95,6 +95,8 @@ def metrics_record(step: int, logs: dict[str, Any], last_rollout: dict[str, Any]
     record: dict[str, Any] = {"step": step}
     for key, value in logs.items():
         record[RENAME.get(key, key)] = value
+    if "loss" not in logs and any(key.startswith("eval/") for key in logs):
+        return record  # a held-out evaluation: no rollout statistics belong to it
     fresh = "reward" in logs
     rollout_keys = [
         k for k in record if k.startswith(("reward", "rewards/", "components/", "completion_length"))

@@ -26,14 +26,14 @@ from rl4rec.data.dataset import RecDataset, load_dataset
 from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
 from rl4rec.data.splits import Example, leave_one_out
 from rl4rec.errors import ConfigError
-from rl4rec.training.config import _f, check_prompt_flags
+from rl4rec.training.config import HeldOutFlags, _f, check_prompt_flags
 from rl4rec.training.run_context import RunContext, checkpoint_step, lora_config, set_seed
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(HeldOutFlags):
     model_name: str = _f(
         "smollm2-135m-instruct", "Policy to fine-tune: HF id, local folder, .gguf, or the offline default."
     )
@@ -111,6 +111,9 @@ class SFTConfig:
         )
         need(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}.")
         need(self.lora_r >= 1, f"--lora_r must be >= 1, got {self.lora_r}.")
+        from rl4rec.training.heldout import check_heldout_flags
+
+        check_heldout_flags(self)
         return self
 
     def to_json(self) -> str:
@@ -178,7 +181,7 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     from rl4rec.devices import resolve_device
     from rl4rec.policy.loading import load_policy
     from rl4rec.policy.precision import resolve_bf16
-    from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback
+    from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, add_heldout_callback
 
     config.validate()
     device = resolve_device(config.device)
@@ -236,6 +239,7 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
 
     trainer.remove_callback(PrinterCallback)
     trainer.rl4rec_config = config
+    add_heldout_callback(trainer, run, tokenizer, config.max_completion_tokens, merge_lora=config.use_peft)
     done = checkpoint_step(resume_from) if resume_from is not None else 0
     if 0 < config.max_steps <= done and not config.use_peft:  # (a LoRA checkpoint holds adapters only)
         # HF would still run one more (zero learning-rate) step; the run is already complete.

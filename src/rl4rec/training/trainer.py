@@ -102,7 +102,12 @@ class TRLTrainer:
         from rl4rec.metrics import reward_name
         from rl4rec.policy.loading import load_policy
         from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
-        from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, StepTimer
+        from rl4rec.training.callbacks import (
+            MetricsFileCallback,
+            ProgressCallback,
+            StepTimer,
+            add_heldout_callback,
+        )
         from rl4rec.training.data import build_train_dataset
         from rl4rec.training.trl_backend import epoch_limited_steps, trainer_class, trl_args
 
@@ -137,6 +142,7 @@ class TRLTrainer:
         trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace it
         trainer.rl4rec_config = config
         trainer.step_timer = StepTimer()
+        add_heldout_callback(trainer, run, tokenizer, config.max_new_tokens)
         if resume_from is not None:
             logger.info("resuming from %s", resume_from)
         try:

@@ -18,11 +18,7 @@ from trl.trainer.utils import split_tensor_dict
 
 from rl4rec.io import atomic_write_text
 from rl4rec.policy.precision import resolve_bf16
-from rl4rec.training.callbacks import StepTimer
-from rl4rec.training.checkpoints import RUN_CONFIG, publish, step_dir
-from rl4rec.training.config import TrainConfig
-from rl4rec.training.distributed import accumulation_steps
-from rl4rec.training.shared_prefix import (
+from rl4rec.policy.shared_prefix import (
     applicable,
     find_groups,
     forward_with_shared_prefix,
@@ -30,6 +26,10 @@ from rl4rec.training.shared_prefix import (
     sharing_generate,
     token_ratio,
 )
+from rl4rec.training.callbacks import StepTimer
+from rl4rec.training.checkpoints import RUN_CONFIG, publish, step_dir
+from rl4rec.training.config import TrainConfig
+from rl4rec.training.distributed import accumulation_steps
 
 logger = logging.getLogger(__name__)
 

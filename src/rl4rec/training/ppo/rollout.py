@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from rl4rec.policy.shared_prefix import generate_with_shared_prefix
 from rl4rec.training.ppo.losses import entropy_from_logits
 from rl4rec.training.ppo.value import PolicyAndValue
-from rl4rec.training.shared_prefix import generate_with_shared_prefix
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,10 @@ from transformers import TrainerControl, TrainerState
 
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.policy.generation import render_prompts
+from rl4rec.policy.shared_prefix import find_groups, token_ratio
 from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
 from rl4rec.training.distributed import accumulation_steps
+from rl4rec.training.heldout import heldout_schedule
 from rl4rec.training.ppo import losses as L
 from rl4rec.training.ppo import state as S
 from rl4rec.training.ppo.accelerate_setup import bf16_supported, release_accelerator_state
@@ -47,7 +49,6 @@ from rl4rec.training.ppo.rollout import (
 )
 from rl4rec.training.ppo.value import PolicyAndValue, backbone_of, completion_states
 from rl4rec.training.run_context import RunContext, TrainResult, lora_config
-from rl4rec.training.shared_prefix import find_groups, token_ratio
 
 logger = logging.getLogger(__name__)
 
@@ -381,6 +382,12 @@ class PPORun:
         self.acc.wait_for_everyone()
         return path
 
+    def _log(self, record: dict[str, Any], step: int) -> None:
+        """One metrics.jsonl line (a step, or a held-out evaluation) and the same numbers to the trackers."""
+        self.run.metrics_log.append([{"step": step, **record}])
+        if self.acc.trackers:
+            self.acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=step)
+
     # -- the loop ------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
         config, acc = self.config, self.acc
@@ -390,6 +397,14 @@ class PPORun:
             acc.init_trackers(config.project_name, config=tracker_config)
         state = TrainerState(global_step=self.start_step, max_steps=self.total_steps)
         control = TrainerControl()
+        heldout = heldout_schedule(
+            config, self.tokenizer, self.run.run_dir, config.max_new_tokens, log=self._log,
+            write_model=lambda folder: S.save_model_files(folder, self.unwrapped, self.tokenizer, config.to_json()),
+        )  # fmt: skip
+        if heldout is not None and self.start_step == 0:
+            heldout.maybe(self.unwrapped.policy, 0, self.total_steps)
+        elif heldout is not None:
+            heldout.resumed(self.start_step)
         bar = tqdm(total=self.total_steps, initial=self.start_step, desc="ppo", unit="step", dynamic_ncols=True,
                    disable=not acc.is_main_process)  # fmt: skip
         step = self.start_step
@@ -403,9 +418,7 @@ class PPORun:
                     raise service_stopped_error(exc, step, saved) from None
                 step = state.global_step = step + 1
                 if acc.is_main_process:
-                    self.run.metrics_log.append([record])
-                    if acc.trackers:
-                        acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=step)
+                    self._log(record, step)
                 bar.update(1)
                 bar.set_postfix(reward=f"{record['reward']:.4f}", kl=f"{record['kl']:.3f}",
                                 len=f"{record['completion_length']:.0f}")  # fmt: skip
@@ -414,6 +427,8 @@ class PPORun:
                         callback.on_log(None, state, control, logs=record)
                     if hasattr(callback, "on_step_end"):
                         control = callback.on_step_end(None, state, control) or control
+                if heldout is not None:
+                    heldout.maybe(self.unwrapped.policy, step, self.total_steps)
                 if step % config.save_steps == 0:
                     self.save(step)
         finally:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rl4rec.training.shared_prefix import (
+from rl4rec.policy.shared_prefix import (
     applicable,
     find_groups,
     forward_with_shared_prefix,
@@ -68,7 +68,7 @@ def completion_states(
     Position ``i`` is the state that predicts completion token ``i`` when the input is
     ``prompt + completion`` and ``n_last`` is the completion length. ``causal_lm=False``: ``model`` is a
     bare backbone (no logits). ``shared_prefix``: rows with the same left-padded prompt compute it once
-    (:mod:`rl4rec.training.shared_prefix`; same outputs up to float rounding), where that applies.
+    (:mod:`rl4rec.policy.shared_prefix`; same outputs up to float rounding), where that applies.
     """
     width = input_ids.shape[1] - n_last
     prompt_ids, prompt_mask = input_ids[:, :width], attention_mask[:, :width]

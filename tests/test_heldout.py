@@ -1,0 +1,143 @@
+"""Held-out evaluation during training: the schedule, the flags, the files, the comparison with step 0, the report.
+
+The end-to-end checks (a real GRPO and PPO run with --eval_steps) are marked slow; step 0 reproducing
+``rl4rec evaluate``'s ranks is checked in tests/test_sft.py, on the run it already makes.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from rl4rec.errors import ConfigError, Rl4recError
+from rl4rec.training.config import TrainConfig, parse_train_args
+from rl4rec.training.heldout import BEST_NAME, HeldOutEvaluator, HeldOutSchedule, due
+
+
+def test_schedule_is_step_zero_every_n_and_the_last_step():
+    assert [s for s in range(0, 11) if due(s, 4, 10)] == [0, 4, 8, 10]
+    assert not any(due(s, 0, 10) for s in range(11))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--keep_best", "auc"], "--keep_best needs held-out evaluations"),
+        (["--eval_steps", "-1"], "--eval_steps must be >= 0"),
+        (["--eval_steps", "5", "--eval_split", "train"], "--eval_split must be valid or test"),
+        (["--eval_steps", "5", "--eval_users", "1"], "--eval_users must be >= 2"),
+        (["--eval_steps", "5", "--keep_best", "reward"], "--keep_best 'reward'"),
+        (["--eval_steps", "5", "--keep_best", "fused/auc"], "fused/... needs --eval_fusion"),
+        (["--eval_steps", "5", "--eval_fusion", "missing.json"], "missing.json"),
+    ],
+)
+def test_bad_heldout_flags_fail_before_anything_loads(flags, message):
+    with pytest.raises(Rl4recError, match=message):  # ConfigError; DataError for a missing file
+        parse_train_args(flags)
+
+
+def test_heldout_flags_are_shared_by_train_and_sft():
+    from rl4rec.training.sft import SFTConfig
+
+    config = parse_train_args(["--eval_steps", "10", "--eval_users", "64", "--keep_best", "ndcg@10"])
+    assert (config.eval_steps, config.eval_users, config.eval_split, config.keep_best) == (
+        10,
+        64,
+        "valid",
+        "ndcg@10",
+    )
+    with pytest.raises(ConfigError, match="--keep_best needs"):
+        SFTConfig(keep_best="auc").validate()
+
+
+def tiny_policy(vocab: int) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=0, eos_token_id=2, bos_token_id=1)  # fmt: skip
+    return LlamaForCausalLM(config)
+
+
+def test_evaluations_write_ranks_compare_with_step_zero_keep_the_best_and_resume(
+    ml100k_dir, policy_tokenizer, tmp_path
+):
+    config = TrainConfig(dataset_name="ml-100k", data_dir=str(ml100k_dir), eval_steps=2, eval_users=6,
+                         keep_best="auc", max_length=128)  # fmt: skip
+    model = tiny_policy(len(policy_tokenizer))
+    logged: list[tuple[int, dict]] = []
+    saved: list[int] = []
+
+    def write_model(folder):
+        saved.append(1)
+        model.save_pretrained(folder)
+
+    evaluator = HeldOutEvaluator(config, policy_tokenizer, tmp_path, max_new_tokens=6)
+    schedule = HeldOutSchedule(evaluator, lambda m, step: logged.append((step, m)), write_model)
+    first = schedule.maybe(model, 0, 6)
+    assert first is not None and len(first.ranks) == 6 and "eval/auc_vs_step0" not in first.metrics
+    rows = [json.loads(line) for line in (tmp_path / "heldout" / "step_0.jsonl").read_text().splitlines()]
+    assert [r["rank"] for r in rows] == first.ranks.tolist() and all("query" in r for r in rows)
+    assert saved and json.loads((tmp_path / BEST_NAME / "best.json").read_text())["step"] == 0
+    # The same policy again: the paired difference to step 0 is exactly 0, and it is not a new best.
+    second = schedule.maybe(model, 2, 6)
+    assert second.metrics["eval/auc_vs_step0"] == 0 and second.metrics["eval/auc_vs_step0_lo"] == 0
+    assert len(saved) == 1 and [step for step, _ in logged] == [0, 2]
+    assert schedule.maybe(model, 3, 6) is None  # not due
+    # A resumed run (a new evaluator) compares with step 0's stored ranks and keeps the stored best.
+    resumed = HeldOutEvaluator(config, policy_tokenizer, tmp_path, max_new_tokens=6)
+    assert resumed.best is not None and resumed.best["step"] == 0
+    later = resumed.evaluate(model, 2)
+    assert later.metrics["eval/auc_vs_step0"] == 0
+    resumed.forget_after(-1)
+    assert resumed.best is None
+
+
+def test_report_draws_the_heldout_curve_and_tables_it(tmp_path):
+    from rl4rec.evaluation.report import write_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"step": 0, "eval/auc": 0.60, "eval/ndcg@10": 0.01, "eval/users": 64, "eval/seconds": 5.0}]
+    for step in range(1, 5):
+        records.append({"step": step, "reward": 0.5 + 0.01 * step, "loss": 0.1, "time/step": 10.0})
+    records.append({"step": 4, "eval/auc": 0.65, "eval/ndcg@10": 0.02, "eval/users": 64, "eval/seconds": 5.0,
+                    "eval/auc_vs_step0": 0.05, "eval/auc_vs_step0_lo": 0.01, "eval/auc_vs_step0_hi": 0.09,
+                    "eval/ndcg@10_vs_step0": 0.01, "eval/ndcg@10_vs_step0_lo": -0.01,
+                    "eval/ndcg@10_vs_step0_hi": 0.03})  # fmt: skip
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = write_report([run], tmp_path / "report").read_text()
+    assert "+0.0500 [+0.0100, +0.0900]" in report and "heldout_curves.png" in report
+    assert "2 evaluations of 64 users took 0.2 min, 20 % of the run" in report
+    assert (tmp_path / "report" / "heldout_curves.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_training_logs_heldout_evaluations(algorithm, ml100k_dir, tmp_path):
+    from rl4rec.training.trainer import TRLTrainer
+    from train_helpers import train_flags
+
+    flags = train_flags(ml100k_dir, tmp_path / "run", "--eval_steps", "2", "--eval_users", "3", "--keep_best", "auc",
+                        algorithm=algorithm, max_steps=2, max_length=128)  # fmt: skip
+    result = TRLTrainer(parse_train_args(flags)).train()
+    records = [json.loads(line) for line in result.metrics_file.read_text().splitlines()]
+    evals = [r for r in records if "eval/auc" in r]
+    assert [r["step"] for r in evals] == [0, 2]
+    assert "eval/auc_vs_step0_lo" in evals[1] and not any("reward" in r for r in evals)
+    assert [r["step"] for r in records if "reward" in r] == [1, 2]
+    assert (result.run_dir / BEST_NAME / "best.json").is_file()
+    assert sorted(p.name for p in (result.run_dir / "heldout").iterdir()) == ["step_0.jsonl", "step_2.jsonl"]
+
+
+def test_metrics_record_keeps_heldout_lines_apart_from_rollouts():
+    from rl4rec.training.run_log import metrics_record
+
+    rollout: dict = {}
+    metrics_record(3, {"loss": 0.1, "reward": 0.5}, rollout)
+    record = metrics_record(3, {"eval/auc": 0.7, "epoch": 1.0}, rollout)
+    assert record == {"step": 3, "eval/auc": 0.7, "epoch": 1.0}
+    assert SimpleNamespace(**rollout).reward == 0.5
