@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     from rl4rec.data import leave_one_out, load_dataset
     from rl4rec.evaluation.config import EvalConfig
     from rl4rec.evaluation.methods import LastItemQuery, make_method
-    from rl4rec.statistics import per_user
     from rl4rec.retrieval.service import RetrievalService
+    from rl4rec.statistics import per_user
 
     def mean_metrics(ranks: list[int]) -> dict[str, float]:
         return {name: float(values.mean()) for name, values in per_user(ranks, [10]).items()}
