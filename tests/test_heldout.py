@@ -28,7 +28,7 @@ def test_schedule_is_step_zero_every_n_and_the_last_step():
     [
         (["--keep_best", "auc"], "--keep_best needs held-out evaluations"),
         (["--eval_steps", "-1"], "--eval_steps must be >= 0"),
-        (["--eval_steps", "5", "--eval_split", "train"], "--eval_split must be valid or test"),
+        (["--eval_steps", "5", "--eval_split", "train"], "--eval_split must be one of valid, test"),
         (["--eval_steps", "5", "--eval_users", "1"], "--eval_users must be >= 2"),
         (["--eval_steps", "5", "--keep_best", "reward"], "--keep_best 'reward'"),
         (["--eval_steps", "5", "--keep_best", "fused/auc"], "fused/... needs --eval_fusion"),

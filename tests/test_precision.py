@@ -62,7 +62,7 @@ def test_auto_on_cuda_follows_the_gpu(monkeypatch):
 def test_bad_setting():
     with pytest.raises(ConfigError, match="--bf16"):
         resolve_bf16("yes", "cpu", set())
-    with pytest.raises(ConfigError, match="--bf16 must be auto, on or off"):
+    with pytest.raises(ConfigError, match="--bf16 must be one of auto, on, off"):
         TrainConfig(bf16="fp16").validate()
 
 

@@ -106,7 +106,7 @@ def test_vllm_flags_map_to_colocate():
         (["--temperature", "0"], "--temperature must be > 0"),
         (["--log_with", "mlflow"], "--log_with must be one of"),
         (["--prompt_file", "/nonexistent.json"], "file not found"),
-        (["--retrieval", "grpc"], "--retrieval must be local or ray"),
+        (["--retrieval", "grpc"], "--retrieval must be one of local, ray"),
     ],
 )
 def test_bad_values_fail_fast(flags, message):

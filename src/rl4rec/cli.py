@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "stats": ("rl4rec.data.cli", "stats_main", "print dataset statistics as JSON"),
     "prompts": (
-        "rl4rec.policy.cli",
+        "rl4rec.training.prompts_cli",
         "prompts_main",
         "show prompts; `prompts preference` writes a user-preference file",
     ),

@@ -13,7 +13,9 @@ converter for values such as ``5,10,20`` or ``all``), ``positional`` arguments a
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +26,20 @@ from rl4rec.errors import ConfigError
 T = TypeVar("T")
 #: Metadata keys handled here rather than passed to ``argparse.add_argument``.
 _OWN_KEYS = ("parse", "positional")
+#: One vocabulary across commands: each field also answers to the other commands' name for the same thing
+#: (``rl4rec train --dataset`` = ``--dataset_name``, ``rl4rec evaluate --model_name`` = ``--model``; the seed's
+#: names stay the primary ones of train and sft). ``--help`` lists both.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "dataset_name": ("--dataset",),
+    "dataset": ("--dataset_name",),
+    "model_name": ("--model",),
+    "model": ("--model_name",),
+    "checkpoint_dir": ("--run_dir",),
+}
+
+
+#: Field metadata checked by :func:`check_fields` (command line and YAML alike), never given to argparse.
+_RULES = ("one_of", "at_least", "above", "at_most")
 
 
 def opt(
@@ -33,15 +49,47 @@ def opt(
     default_factory: Any = dataclasses.MISSING,
     parse: Callable[[str], Any] | None = None,
     positional: bool = False,
+    one_of: tuple[Any, ...] | None = None,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
     **argparse_kwargs: Any,
 ) -> Any:
-    """A dataclass field that is also a command-line flag: its default, help and parsing in one place."""
+    """A dataclass field that is also a command-line flag: its default, help, parsing and allowed values in one place.
+
+    ``one_of`` / ``at_least`` / ``above`` / ``at_most`` are checked by :func:`check_fields` after the command
+    line and any ``--config`` YAML file are merged (argparse's own ``choices`` would skip YAML values and
+    exit with its usage text instead of one ``Error:`` line). ``None`` passes every rule (unset).
+    """
     metadata: dict[str, Any] = {"help": help, **argparse_kwargs}
     if parse is not None:
         metadata["parse"] = parse
     if positional:
         metadata["positional"] = True
+    rules = {"one_of": one_of, "at_least": at_least, "above": above, "at_most": at_most}
+    metadata.update({k: v for k, v in rules.items() if v is not None})
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def check_fields(config: Any) -> None:
+    """Raise :class:`ConfigError` for the first field that breaks its ``one_of``/``at_least``/``above``/``at_most``."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if value is None or not any(rule in meta for rule in _RULES):
+            continue
+        flag = f"--{f.name}"
+        if "one_of" in meta and value not in meta["one_of"]:
+            raise ConfigError(f"{flag} must be one of {', '.join(map(str, meta['one_of']))}, got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if any(rule in meta for rule in ("at_least", "above", "at_most")):
+                raise ConfigError(f"{flag} must be a number, got {value!r}.")
+            continue
+        if "at_least" in meta and not value >= meta["at_least"]:
+            raise ConfigError(f"{flag} must be >= {meta['at_least']}, got {value}.")
+        if "above" in meta and not value > meta["above"]:
+            raise ConfigError(f"{flag} must be > {meta['above']}, got {value}.")
+        if "at_most" in meta and not value <= meta["at_most"]:
+            raise ConfigError(f"{flag} must be <= {meta['at_most']}, got {value}.")
 
 
 def _parser_class() -> type:
@@ -52,9 +100,15 @@ def _parser_class() -> type:
 
         @staticmethod
         def _parse_dataclass_field(parser: Any, field: dataclasses.Field) -> None:
-            meta = dict(field.metadata)
+            meta = {k: v for k, v in field.metadata.items() if k not in _RULES}
+            if field.name in ALIASES and "aliases" not in meta:
+                meta["aliases"] = list(ALIASES[field.name])
+            if meta != dict(field.metadata):
+                field = copy.copy(field)
+                field.metadata = types.MappingProxyType(meta)
             if not any(key in meta for key in _OWN_KEYS):
                 return TrlParser._parse_dataclass_field(parser, field)
+            meta.pop("aliases", None)
             parse, positional = meta.pop("parse", None), meta.pop("positional", False)
             if parse is not None:
                 meta["type"] = parse
@@ -102,6 +156,7 @@ def parse_config(
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{prog}: the --config file is not valid YAML: {exc}") from None
+    check_fields(config)
     validate = getattr(config, "validate", None)
     return validate() if callable(validate) else config
 

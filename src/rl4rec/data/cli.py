@@ -1,4 +1,4 @@
-"""``rl4rec prepare`` and ``rl4rec stats`` (``rl4rec prompts`` loads models: :mod:`rl4rec.policy.cli`)."""
+"""``rl4rec prepare`` and ``rl4rec stats`` (``rl4rec prompts`` loads models: :mod:`rl4rec.training.prompts_cli`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class PrepareConfig:
 
     dataset: str = opt(help="dataset name (folder name); ml-100k is built in")
     data_dir: str = opt(DEFAULT_DATA_DIR, "output root (default: %(default)s)")
+    interactions: str | None = opt(
+        None, "CSV of interactions: user_id, item_id[, timestamp] (your own data; see docs/data.md)"
+    )
+    items: str | None = opt(None, "CSV of items: item_id and text columns such as title, brand, categories")
     recbole_dir: str | None = opt(None, "folder holding NAME.inter and NAME.item (RecBole atomic files)")
     amazon_reviews: str | None = opt(None, "reviews_<Category>_5.json.gz: a path or an http(s) URL")
     amazon_meta: str | None = opt(None, "meta_<Category>.json.gz: a path or an http(s) URL")
@@ -45,7 +49,13 @@ def prepare_main(argv: list[str]) -> int:
         "Write DATA_DIR/NAME/ in the P5 layout from a built-in, RecBole or raw Amazon source.",
     )
     out = Path(args.data_dir) / args.dataset
-    if args.amazon_category or args.amazon_reviews:
+    if args.items and not args.interactions:
+        raise ConfigError("--items needs --interactions (the CSV of user_id, item_id[, timestamp] rows).")
+    if args.interactions:
+        from rl4rec.data.csv_files import prepare_csv
+
+        prepare_csv(args.dataset, Path(args.interactions), Path(args.items) if args.items else None, out)
+    elif args.amazon_category or args.amazon_reviews:
         from rl4rec.data.amazon import default_urls, prepare_amazon
 
         reviews, meta = args.amazon_reviews, args.amazon_meta
@@ -58,7 +68,8 @@ def prepare_main(argv: list[str]) -> int:
 
         if args.recbole_dir is None and args.dataset != "ml-100k":
             raise ConfigError(
-                f"no source for dataset {args.dataset!r}: pass --recbole_dir, --amazon_reviews or --amazon_category "
+                f"no source for dataset {args.dataset!r}: pass --interactions (CSV), --recbole_dir, --amazon_reviews "
+                "or --amazon_category "
                 "(only ml-100k is built in)."
             )
         prepare_recbole(args.dataset, Path(args.recbole_dir) if args.recbole_dir else None, out)

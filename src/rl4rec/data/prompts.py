@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rl4rec.config_cli import opt
 from rl4rec.data.dataset import RecDataset
 from rl4rec.errors import ConfigError
 
@@ -24,6 +25,34 @@ _FIELD_WORDS = {
     "brand": "brand",
     "year": "year",
 }
+
+
+PROMPT_ORDERS = ("oldest_first", "recent_first")
+CANDIDATE_ORDERS = ("ranked", "shuffled")
+
+
+@dataclass
+class PromptFlags:
+    """The prompt's flags, declared once: ``rl4rec train``, ``sft`` and ``prompts show`` (``--max_length`` is each
+    command's own: the seed's 128 for train, 256 elsewhere). ``evaluate`` reads them from the checkpoint."""
+
+    max_history_items: int = opt(10, "Most recent history items shown in a prompt.", at_least=1)
+    prompt_order: str = opt("oldest_first", "oldest_first | recent_first.", one_of=PROMPT_ORDERS)
+    candidates: int = opt(
+        0,
+        "Candidate-aware prompts: list the recall stage's top K items (history-fusion, history masked) after the "
+        "history, so the query re-ranks them (0 = off).",
+        at_least=0,
+    )
+    candidate_fusion: str | None = opt(
+        None,
+        "Fusion file whose history weights make the recall stage (default: history-fusion's built-in weights).",
+    )
+    candidate_order: str = opt(
+        "ranked",
+        "ranked | shuffled (per example, seeded): the candidates' order in the prompt.",
+        one_of=CANDIDATE_ORDERS,
+    )
 
 
 @dataclass(frozen=True)
@@ -74,12 +103,26 @@ class PromptBuilder:
         self.over_budget = 0  # prompts still over budget with a single item (logged, never truncated)
 
     # -- text ------------------------------------------------------------------------------------
-    def request(self) -> str:
+    def request(self, with_candidates: bool = False) -> str:
         noun = self.dataset.item_noun
+        maybe = " It is often one of the candidates." if with_candidates else ""
         return (
-            f"Describe the next {noun} this user is most likely to want: its {_fields_phrase(self.dataset)}. "
+            f"Describe the next {noun} this user is most likely to want: its {_fields_phrase(self.dataset)}.{maybe} "
             "Reply with the description only."
         )
+
+    def candidates_text(self, candidates: Sequence[int]) -> str:
+        """The recall stage's candidates, numbered in the order given (ranked or shuffled by the caller)."""
+        ds = self.dataset
+        lines = [f"{i + 1}. {ds.item_text(item)}" for i, item in enumerate(candidates)]
+        return f"Candidate {ds.item_noun}s suggested by the user's history:\n" + "\n".join(lines)
+
+    def _content(self, history: Sequence[int], candidates: Sequence[int] | None) -> str:
+        parts = [self.history_text(history)]
+        if candidates:
+            parts.append(self.candidates_text(candidates))
+        parts.append(self.request(with_candidates=bool(candidates)))
+        return "\n\n".join(parts)
 
     def history_text(self, history: Sequence[int]) -> str:
         items = list(history)[-self.config.max_items :]
@@ -115,17 +158,21 @@ class PromptBuilder:
         return len(ids)
 
     # -- public ----------------------------------------------------------------------------------
-    def build(self, history: Sequence[int]) -> Prompt:
-        """Prompt from the most recent ``max_items`` items, fewer if the token budget needs it."""
+    def build(self, history: Sequence[int], candidates: Sequence[int] | None = None) -> Prompt:
+        """Prompt from the most recent ``max_items`` items, fewer if the token budget needs it.
+
+        ``candidates`` (item ids from :mod:`rl4rec.retrieval.recall`) are listed whole after the history:
+        the budget drops history items, never a candidate.
+        """
         if not history:
             raise ConfigError("cannot build a prompt from an empty history.")
         n = min(self.config.max_items, len(history))
-        prompt = self._wrap(self.history_text(history[-n:]) + "\n\n" + self.request())
+        prompt = self._wrap(self._content(history[-n:], candidates))
         if self.config.max_length is None or self.tokenizer is None:
             return prompt
         while n > 1 and self.count_tokens(prompt) > self.config.max_length:
             n -= 1
-            prompt = self._wrap(self.history_text(history[-n:]) + "\n\n" + self.request())
+            prompt = self._wrap(self._content(history[-n:], candidates))
         if n == 1 and self.count_tokens(prompt) > self.config.max_length:
             self.over_budget += 1
             if self.over_budget == 1:

@@ -12,18 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl4rec.config_cli import comma_ints, opt
-from rl4rec.data.splits import check_split
+from rl4rec.config_cli import check_fields, comma_ints, opt
+from rl4rec.data.prompts import CANDIDATE_ORDERS, PROMPT_ORDERS
 from rl4rec.errors import ConfigError
 
-BASELINE_METHODS = ("random", "popularity", "last-item", "history-mean", "history-fusion", "sasrec")
+BASELINE_METHODS = (
+    "random",
+    "popularity",
+    "last-item",
+    "history-mean",
+    "history-fusion",
+    "sasrec",
+    "first-candidate",
+)
 LLM_METHODS = ("zero-shot", "policy")
 METHODS = BASELINE_METHODS + LLM_METHODS
 #: Methods whose ranking can fuse the query text with the history (``--fusion FILE``).
-FUSION_METHODS = ("last-item", "history-fusion", "zero-shot", "policy")
+FUSION_METHODS = ("last-item", "history-fusion", "first-candidate", "zero-shot", "policy")
 #: LLM methods run on a fixed, seeded sample of this many users unless --num_users says otherwise.
 DEFAULT_LLM_USERS = 500
-DEFAULT_POLICY = "smollm2-135m-instruct"
 
 
 def _num_users(text: str) -> int:
@@ -41,43 +48,55 @@ class EvalConfig:
 
     dataset: str = opt("ml-100k", "dataset folder under --data_dir")
     data_dir: str = opt("data", "root of the dataset folders")
-    split: str = opt("test", "held-out split", choices=("valid", "test"))
-    method: str = opt("last-item", "what ranks the catalogue", choices=METHODS)
+    split: str = opt("test", "held-out split", one_of=("valid", "test"))
+    method: str = opt("last-item", "what ranks the catalogue", one_of=METHODS)
     model: str | None = opt(None, "policy for zero-shot/policy: HF id, folder (checkpoint), .gguf")
     num_users: int | None = opt(
         None,
         f"seeded user sample ('all' or 0 = all; default: all for baselines, {DEFAULT_LLM_USERS} for LLM methods)",
         parse=_num_users,
     )
-    seed: int = opt(0, "user sample, random baseline, bootstrap")
+    seed: int = opt(0, "user sample, random baseline, bootstrap (and the order of shuffled candidates)")
     ks: tuple[int, ...] = opt((5, 10, 20), "cut-offs, e.g. 5,10,20", parse=comma_ints)
-    history_n: int = opt(10, "items averaged by history-mean")
+    history_n: int = opt(10, "items averaged by history-mean", at_least=1)
     # -- sasrec (trained once per setting, then reused from the cache; --device picks cpu/cuda) --------
-    sasrec_epochs: int = opt(200, "sasrec: most training epochs")
-    sasrec_patience: int = opt(10, "sasrec: stop after this many epochs without better validation NDCG@10")
-    sasrec_dropout: float = opt(0.5, "sasrec: dropout")
+    sasrec_epochs: int = opt(200, "sasrec: most training epochs", at_least=1)
+    sasrec_patience: int = opt(
+        10, "sasrec: stop after this many epochs without better validation NDCG@10", at_least=1
+    )
+    sasrec_dropout: float = opt(0.5, "sasrec: dropout", at_least=0, at_most=0.99)
     sasrec_seed: int = opt(0, "sasrec: init and batch order")
     # -- generation (LLM methods) -------------------------------------------------------------------
-    max_new_tokens: int = opt(64, "tokens generated per query")
-    temperature: float = opt(0.0, "0 = greedy (default: one deterministic query per user)")
-    top_p: float = opt(1.0, "nucleus sampling (with --temperature > 0)")
-    batch_size: int = opt(16, "prompts per generate call")
+    max_new_tokens: int = opt(64, "tokens generated per query", at_least=1)
+    temperature: float = opt(0.0, "0 = greedy (default: one deterministic query per user)", at_least=0)
+    top_p: float = opt(1.0, "nucleus sampling (with --temperature > 0)", above=0, at_most=1)
+    batch_size: int = opt(16, "prompts per generate call", at_least=1)
     backend: str = opt(
         "auto",
         "auto = vLLM when installed and a GPU is present, else HF generate",
-        choices=("auto", "hf", "vllm"),
+        one_of=("auto", "hf", "vllm"),
     )
-    device: str = opt("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
+    device: str = opt("auto", "auto | cpu | cuda", one_of=("auto", "cpu", "cuda"))
     dtype: str = opt(
         "auto",
         "policy weights for generation: auto = as saved; bfloat16 generates ~2.3x faster on a CPU with native "
         "bf16 but changes about a third of greedy texts (docs/BENCHMARKS.md, 'bf16 on CPU')",
-        choices=("auto", "float32", "bfloat16"),
+        one_of=("auto", "float32", "bfloat16"),
     )
-    max_length: int | None = opt(None, "prompt token budget (default: as trained, or 256)")
-    max_history_items: int | None = opt(None, "history items in the prompt (default: as trained, or 10)")
-    prompt_order: str | None = opt(
-        None, "default: as trained, or oldest_first", choices=("oldest_first", "recent_first")
+    # -- prompts (default: as the checkpoint was trained, read from its run_config.json) ----------------
+    max_length: int | None = opt(None, "prompt token budget (default: as trained, or 256)", at_least=16)
+    max_history_items: int | None = opt(
+        None, "history items in the prompt (default: as trained, or 10)", at_least=1
+    )
+    prompt_order: str | None = opt(None, "default: as trained, or oldest_first", one_of=PROMPT_ORDERS)
+    candidates: int | None = opt(
+        None, "list the recall stage's top K in the prompt (default: as trained, or 0 = off)", at_least=0
+    )
+    candidate_fusion: str | None = opt(
+        None, "fusion file of the recall stage (default: as trained, or history-fusion's built-in weights)"
+    )
+    candidate_order: str | None = opt(
+        None, "ranked | shuffled (default: as trained, or ranked)", one_of=CANDIDATE_ORDERS
     )
     embedder: str = opt("default", "sentence-embedding model (default: all-MiniLM-L6-v2)")
     fusion: str | None = opt(
@@ -91,7 +110,7 @@ class EvalConfig:
         "instead of generating them again, e.g. to add --fusion",
     )
     # -- statistics and output ---------------------------------------------------------------------
-    bootstrap_samples: int = opt(1000, "bootstrap resamples for the 95%% intervals")
+    bootstrap_samples: int = opt(1000, "bootstrap resamples for the 95%% intervals", at_least=100)
     run_dir: str | None = opt(None, "default: outputs/eval/DATASET-SPLIT-METHOD")
     output: str | None = opt(None, "also write the result JSON here")
     overwrite: bool = opt(False, "discard an earlier run in --run_dir")
@@ -122,8 +141,7 @@ class EvalConfig:
                 raise ConfigError(message)
 
         self.ks = tuple(self.ks)  # a --config YAML file gives a list
-        need(self.method in METHODS, f"--method must be one of {', '.join(METHODS)}, got {self.method!r}.")
-        check_split(self.split)
+        check_fields(self)
         need(
             self.method != "policy" or bool(self.model),
             "--method policy needs --model PATH (a checkpoint folder such as RUN/checkpoint_final).",
@@ -135,33 +153,9 @@ class EvalConfig:
         need(
             bool(self.ks) and all(k >= 1 for k in self.ks), f"--ks must be positive integers, got {self.ks}."
         )
-        need(self.history_n >= 1, f"--history_n must be >= 1, got {self.history_n}.")
-        need(self.sasrec_epochs >= 1, f"--sasrec_epochs must be >= 1, got {self.sasrec_epochs}.")
-        need(self.sasrec_patience >= 1, f"--sasrec_patience must be >= 1, got {self.sasrec_patience}.")
-        need(0 <= self.sasrec_dropout < 1, f"--sasrec_dropout must be in [0, 1), got {self.sasrec_dropout}.")
-        need(self.max_new_tokens >= 1, f"--max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        need(self.temperature >= 0, f"--temperature must be >= 0 (0 = greedy), got {self.temperature}.")
-        need(0 < self.top_p <= 1, f"--top_p must be in (0, 1], got {self.top_p}.")
-        need(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}.")
         need(
-            self.backend in ("auto", "hf", "vllm"),
-            f"--backend must be auto, hf or vllm, got {self.backend!r}.",
-        )
-        need(
-            self.device in ("auto", "cpu", "cuda"),
-            f"--device must be auto, cpu or cuda, got {self.device!r}.",
-        )
-        need(
-            self.dtype in ("auto", "float32", "bfloat16"),
-            f"--dtype must be auto, float32 or bfloat16, got {self.dtype!r}.",
-        )
-        need(
-            self.bootstrap_samples >= 100,
-            f"--bootstrap_samples must be >= 100 for a usable interval, got {self.bootstrap_samples}.",
-        )
-        need(
-            self.prompt_order in (None, "oldest_first", "recent_first"),
-            f"--prompt_order must be oldest_first or recent_first, got {self.prompt_order!r}.",
+            self.method != "first-candidate" or bool(self.candidates),
+            "--method first-candidate needs --candidates K (the recall stage's list it copies from).",
         )
         need(
             self.fusion is None or self.method in FUSION_METHODS,

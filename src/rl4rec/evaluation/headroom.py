@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 
 from rl4rec.config_cli import opt
 from rl4rec.errors import ConfigError
-from rl4rec.evaluation.config import DEFAULT_POLICY, EvalConfig
+from rl4rec.evaluation.config import EvalConfig
 from rl4rec.io import atomic_write_json, atomic_write_text
+from rl4rec.policy.loading import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
 METRICS = ("auc", "ndcg@10", "hit@10")
@@ -50,6 +51,11 @@ class HeadroomConfig:
     max_length: int | None = opt(None, "prompt token budget (default: as trained, or 256)")
     max_history_items: int | None = opt(None, "history items in the prompt (default: as trained, or 10)")
     prompt_order: str | None = opt(None, "oldest_first | recent_first (default: as trained)")
+    candidates: int | None = opt(
+        None, "candidate-aware prompts: the recall stage's top K (default: as trained)"
+    )
+    candidate_fusion: str | None = opt(None, "fusion file of the recall stage (default: as trained)")
+    candidate_order: str | None = opt(None, "ranked | shuffled (default: as trained)")
     fusion: str | None = opt(
         None, "fusion file: also rank each query fused with the history, and history-fusion"
     )
@@ -80,7 +86,8 @@ class HeadroomConfig:
             num_users=self.num_users, seed=self.seed, max_new_tokens=self.max_new_tokens,
             temperature=self.temperature, top_p=self.top_p, batch_size=self.samples * self.users_per_batch,
             backend="hf", device=self.device, max_length=self.max_length, max_history_items=self.max_history_items,
-            prompt_order=self.prompt_order, embedder=self.embedder, fusion=self.fusion,
+            prompt_order=self.prompt_order, embedder=self.embedder, fusion=self.fusion, candidates=self.candidates,
+            candidate_fusion=self.candidate_fusion, candidate_order=self.candidate_order,
         )  # fmt: skip
 
 
@@ -98,11 +105,11 @@ def summarize(values: np.ndarray, seed: int) -> dict[str, Any]:
 def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
     from rl4rec.data.dataset import load_dataset
     from rl4rec.data.splits import leave_one_out, sample_users
-    from rl4rec.evaluation.methods import DEFAULT_HISTORY_FUSION
     from rl4rec.evaluation.policy_queries import load_query_writer
     from rl4rec.metrics import count_candidates
     from rl4rec.retrieval.embedder import EmbedderConfig
-    from rl4rec.retrieval.fusion import load_fusion
+    from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, load_fusion
+    from rl4rec.retrieval.recall import build_prompts
     from rl4rec.retrieval.shared import local_service
     from rl4rec.statistics import interval, per_user
 
@@ -112,13 +119,14 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
         leave_one_out(dataset.sequences, config.split).examples, config.num_users, config.seed
     )
     service = local_service(config.dataset, config.data_dir, EmbedderConfig(model_name=config.embedder))
-    builder, generator = load_query_writer(config.eval_config(), dataset)
+    builder, generator, settings = load_query_writer(config.eval_config(), dataset)
     fusion = load_fusion(config.fusion)
     k, texts = config.samples, []
     step = config.users_per_batch
     for start in tqdm(range(0, len(examples), step), desc="headroom", unit="batch", dynamic_ncols=True):
         part = examples[start : start + step]
-        texts += generator.generate([builder.build(e.history) for e in part for _ in range(k)])
+        prompts, _ = build_prompts(builder, part, settings, service, dataset.name, config.seed)
+        texts += generator.generate([p for p in prompts for _ in range(k)])
     targets = [e.target for e in examples for _ in range(k)]
     histories = [list(e.history) for e in examples for _ in range(k)]
     candidates = count_candidates(

@@ -31,7 +31,8 @@ from rl4rec.data.splits import Example, training_interactions
 from rl4rec.errors import DataError
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.ranking import Method, ScoreMethod, TextMethod
-from rl4rec.retrieval.fusion import FusionConfig, load_fusion
+from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig, load_fusion
+from rl4rec.retrieval.recall import build_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +111,33 @@ class LastItemQuery(TextMethod):
 class GeneratedQuery(TextMethod):
     """An LLM writes the query from the same prompt the policy is trained on (greedy by default)."""
 
-    def __init__(self, service: Any, dataset_name: str, builder: Any, generator: Any, name: str) -> None:
+    def __init__(self, service: Any, dataset_name: str, builder: Any, generator: Any, name: str,
+                 prompt_settings: dict[str, Any] | None = None, seed: int = 0) -> None:  # fmt: skip
         super().__init__(service, dataset_name)
         self.builder, self.generator, self.name = builder, generator, name
+        self.prompt_settings, self.seed = prompt_settings or {}, seed
 
     def queries(self, examples: Sequence[Example]) -> list[str]:
-        return self.generator.generate([self.builder.build(e.history) for e in examples])
+        prompts, _ = build_prompts(self.builder, examples, self.prompt_settings, self.service, self.dataset_name,
+                                   self.seed)  # fmt: skip
+        return self.generator.generate(prompts)
+
+
+class FirstCandidate(TextMethod):
+    """The recall stage's first candidate's text as the query: "always choose candidate 1".
+
+    With a fusion whose history part is the recall stage's, it lifts candidate 1 (the recall stage's own
+    top item, so at most a reshuffle below it): the floor a candidate-aware policy has to beat.
+    """
+
+    name = "first-candidate"
+
+    def __init__(self, service: Any, dataset: RecDataset, stage: Any) -> None:
+        super().__init__(service, dataset.name)
+        self.dataset, self.stage = dataset, stage
+
+    def queries(self, examples: Sequence[Example]) -> list[str]:
+        return [self.dataset.item_text(c[0]) for c in self.stage.candidates(examples)]
 
 
 class StoredQuery(TextMethod):
@@ -140,10 +162,6 @@ class StoredQuery(TextMethod):
                 "use the same --num_users and --seed as that run, or let it finish first."
             )
         return [self.texts[e.user_id] for e in examples]
-
-
-#: history-fusion's weights when no --fusion file is given (tune them: `rl4rec tune-fusion`).
-DEFAULT_HISTORY_FUSION = FusionConfig(w_text=0.0, w_hist=1.0, w_co=1.0)
 
 
 def resolve_fusion(config: EvalConfig) -> FusionConfig | None:
@@ -173,6 +191,11 @@ def _make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Metho
         return LastItemQuery(service, dataset)
     if config.method == "history-fusion":
         return HistoryFusion(service, dataset.name, DEFAULT_HISTORY_FUSION)
+    if config.method == "first-candidate":
+        from rl4rec.retrieval.recall import RecallStage
+
+        return FirstCandidate(service, dataset, RecallStage(service, dataset.name, config.candidate_fusion,
+                                                             int(config.candidates or 0)))  # fmt: skip
     if config.queries_from:
         from rl4rec.evaluation.run_files import read_queries
 
@@ -184,5 +207,5 @@ def _make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Metho
         return sasrec_method(config, dataset)
     from rl4rec.evaluation.policy_queries import load_query_writer
 
-    builder, generator = load_query_writer(config, dataset)
-    return GeneratedQuery(service, dataset.name, builder, generator, config.method)
+    builder, generator, settings = load_query_writer(config, dataset)
+    return GeneratedQuery(service, dataset.name, builder, generator, config.method, settings, config.seed)

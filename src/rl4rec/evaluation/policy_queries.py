@@ -18,13 +18,16 @@ from typing import Any
 from rl4rec.data.dataset import RecDataset
 from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
 from rl4rec.errors import DataError
-from rl4rec.evaluation.config import DEFAULT_POLICY, EvalConfig
+from rl4rec.evaluation.config import EvalConfig
+from rl4rec.policy.loading import DEFAULT_POLICY
 from rl4rec.training.checkpoints import RUN_CONFIG
 
 logger = logging.getLogger(__name__)
 
 #: Prompt defaults for models without a run config (the demo's and RESULTS.md's training settings).
 PROMPT_DEFAULTS = {"max_length": 256, "max_history_items": 10, "prompt_order": "oldest_first"}
+#: Candidate-aware prompt settings; in a run's identity only when candidates are on (older runs still resume).
+CANDIDATE_DEFAULTS = {"candidates": 0, "candidate_fusion": None, "candidate_order": "ranked"}
 
 
 def checkpoint_run_config(model: str) -> dict[str, Any]:
@@ -42,16 +45,22 @@ def checkpoint_run_config(model: str) -> dict[str, Any]:
 
 def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
     """Resolved prompt settings: command line, else the checkpoint's training config, else defaults."""
-    trained = checkpoint_run_config(model)
+    trained = checkpoint_run_config(model) if model else {}
     out = {}
-    for key, default in PROMPT_DEFAULTS.items():
+    for key, default in {**PROMPT_DEFAULTS, **CANDIDATE_DEFAULTS}.items():
         given = getattr(config, key)
         out[key] = given if given is not None else trained.get(key, default)
+    if not out["candidates"]:
+        for key in CANDIDATE_DEFAULTS:
+            del out[key]
+    elif out["candidate_fusion"] is not None:
+        out["candidate_fusion"] = str(Path(out["candidate_fusion"]).resolve())
     return out
 
 
-def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBuilder, Any]:
-    """The prompt builder and the generator of an LLM method (its policy loaded on ``config.device``)."""
+def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBuilder, Any, dict[str, Any]]:
+    """The prompt builder, the generator (its policy loaded on ``config.device``) and the resolved prompt
+    settings (for :func:`rl4rec.retrieval.recall.build_prompts`) of an LLM method."""
     import torch
 
     from rl4rec.devices import resolve_device
@@ -80,4 +89,4 @@ def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBu
     logger.info(
         "evaluate: %s with %s on %s (%s)", config.method, model_name, device, type(generator).__name__
     )
-    return builder, generator
+    return builder, generator, settings

@@ -62,7 +62,8 @@ def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
         ident["queries_from"] = {"run_dir": str(Path(config.queries_from).resolve()), **source}
         return ident
     if config.is_llm:
-        from rl4rec.evaluation.policy_queries import DEFAULT_POLICY, prompt_settings
+        from rl4rec.evaluation.policy_queries import prompt_settings
+        from rl4rec.policy.loading import DEFAULT_POLICY
 
         model = config.model or DEFAULT_POLICY
         ident.update(

@@ -21,7 +21,7 @@ from rl4rec.data.splits import leave_one_out
 from rl4rec.errors import DataError
 from rl4rec.io import atomic_write_json
 from rl4rec.policy.generation import GenerationSettings, make_generator
-from rl4rec.policy.loading import DEFAULT_POLICY_ALIASES, load_policy, resolve_model_path
+from rl4rec.policy.loading import DEFAULT_POLICY, DEFAULT_POLICY_ALIASES, load_policy, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class PreferenceConfig:
     """``rl4rec prompts preference``: each field is a flag (``--name``), with its help text."""
 
     dataset: str = opt("beauty")
-    model: str = opt("smollm2-135m-instruct", "HF id, local path, .gguf, or smollm2-135m-instruct")
+    model: str = opt(DEFAULT_POLICY, f"HF id, local path, .gguf, or {DEFAULT_POLICY}")
     split: str = opt("test", choices=["train", "valid", "test"])
     data_dir: str = opt("data")
     output_dir: str = opt("data_processed")

@@ -94,6 +94,10 @@ class FusionConfig:
         atomic_write_json(Path(path), {"fusion": self.to_dict(), **extra})
 
 
+#: history-fusion's weights when no fusion file is given (tune them: `rl4rec tune-fusion`); also the recall stage's.
+DEFAULT_HISTORY_FUSION = FusionConfig(w_text=0.0, w_hist=1.0, w_co=1.0)
+
+
 def load_fusion(value: FusionConfig | Mapping[str, Any] | str | Path | None) -> FusionConfig | None:
     """A FusionConfig from a config, a dict (a Ray call's argument) or a JSON file written by tune-fusion."""
     if value is None or isinstance(value, FusionConfig):

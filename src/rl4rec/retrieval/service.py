@@ -8,6 +8,7 @@ so a bad call fails with a message naming the argument and the service keeps ser
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -126,6 +127,14 @@ class RetrievalService:
                 self.timings[key] += value
 
     # -- validation ------------------------------------------------------------------------------
+    def dataset_fingerprint(self, dataset_name: str) -> str:
+        """A digest of the dataset's sequences (caches derived from them, e.g. recall candidates, key on it)."""
+        self._index(dataset_name)
+        digest = hashlib.sha1()
+        for user, items in sorted(self._sequences[dataset_name].items()):
+            digest.update(f"{user}:{','.join(map(str, items))};".encode())
+        return digest.hexdigest()[:16]
+
     def item_embeddings(self, dataset_name: str) -> torch.Tensor:
         """``[n_items, dim]`` item vectors (row j = item j+1), e.g. for embedding-only baselines."""
         return self._index(dataset_name).embeddings

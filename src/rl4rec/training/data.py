@@ -50,10 +50,13 @@ def build_rows(
     examples: list[Example],
     builder: PromptBuilder,
     preferences: dict[int, str] | None = None,
+    prompts: list[Any] | None = None,
+    candidates: list[list[int]] | None = None,
 ) -> list[dict[str, Any]]:
+    """One row per example; ``prompts`` (already built, e.g. with candidates) or built here from the history."""
     rows = []
     missing = 0
-    for ex in examples:
+    for i, ex in enumerate(examples):
         if preferences is not None:
             text = preferences.get(ex.user_id)
             if text is None:
@@ -61,15 +64,16 @@ def build_rows(
                 continue
             prompt = builder.build_from_preference(text)
         else:
-            prompt = builder.build(ex.history)
-        rows.append(
-            {
-                "prompt": prompt,
-                "target_item": ex.target,
-                "history_items": list(ex.history),
-                "user_id": ex.user_id,
-            }
-        )
+            prompt = prompts[i] if prompts is not None else builder.build(ex.history)
+        row = {
+            "prompt": prompt,
+            "target_item": ex.target,
+            "history_items": list(ex.history),
+            "user_id": ex.user_id,
+        }
+        if candidates is not None:
+            row["candidates"] = candidates[i]
+        rows.append(row)
     if preferences is not None:
         if missing:
             logger.warning("%d users have no entry in the preference file and are skipped", missing)
@@ -97,7 +101,22 @@ def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
         prompt_config_from_flags(config),
     )
     preferences = read_preference_file(config.prompt_file) if config.prompt_file else None
-    rows = build_rows(dataset, examples, builder, preferences)
+    prompts = candidates = None
+    if config.candidates:
+        from rl4rec.retrieval.embedder import EmbedderConfig
+        from rl4rec.retrieval.recall import build_prompts
+        from rl4rec.retrieval.shared import local_service
+
+        service = local_service(
+            config.dataset_name, config.data_dir, EmbedderConfig(model_name=config.embedder)
+        )
+        prompts, candidates = build_prompts(
+            builder, examples, config, service, config.dataset_name, config.seed
+        )
+        hits = sum(ex.target in c for ex, c in zip(examples, candidates, strict=True))
+        logger.info("candidate-aware prompts: the target is among the top %d for %d of %d training examples",
+                    config.candidates, hits, len(examples))  # fmt: skip
+    rows = build_rows(dataset, examples, builder, preferences, prompts, candidates)
     logger.info(
         "training data: %d examples from %d users (%d users skipped as too short)",
         len(rows), len({r["user_id"] for r in rows}), split.skipped_users,

@@ -22,95 +22,83 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rl4rec.config_cli import check_fields, opt
 from rl4rec.data.dataset import RecDataset, load_dataset
-from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
+from rl4rec.data.prompts import PromptBuilder, PromptFlags, prompt_config_from_flags
 from rl4rec.data.splits import Example, leave_one_out
 from rl4rec.errors import ConfigError
-from rl4rec.training.config import HeldOutFlags, _f, check_prompt_flags
+from rl4rec.policy.loading import DEFAULT_POLICY
+from rl4rec.training.config import ON_OFF_AUTO, TRAIN_TARGETS, HeldOutFlags, LoraFlags, check_prompt_flags
 from rl4rec.training.run_context import RunContext, checkpoint_step, lora_config, set_seed
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTConfig(HeldOutFlags):
-    model_name: str = _f(
-        "smollm2-135m-instruct", "Policy to fine-tune: HF id, local folder, .gguf, or the offline default."
+class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
+    """``rl4rec sft``: the prompt flags are ``rl4rec train``'s (shared group), so both build the same prompt."""
+
+    model_name: str = opt(
+        DEFAULT_POLICY, "Policy to fine-tune: HF id, local folder, .gguf, or the offline default."
     )
-    dataset_name: str = _f("beauty", "Dataset folder under --data_dir (P5 layout).")
-    data_dir: str = _f("data", "Folder holding the dataset folders.")
-    checkpoint_dir: str = _f("checkpoints/sft", "Run directory: checkpoints, metrics.jsonl, run_config.json.")
-    device: str = _f("auto", "cuda | cpu | auto.")
+    dataset_name: str = opt("beauty", "Dataset folder under --data_dir (P5 layout).")
+    data_dir: str = opt("data", "Folder holding the dataset folders.")
+    checkpoint_dir: str = opt(
+        "checkpoints/sft", "Run directory: checkpoints, metrics.jsonl, run_config.json."
+    )
+    device: str = opt("auto", "cuda | cpu | auto.")
     # -- data (prompt settings share their names with `rl4rec train`) -------------------------------
-    max_length: int = _f(
+    max_length: int = opt(
         256, "Prompt token budget (chat template included); oldest history items are dropped."
     )
-    max_history_items: int = _f(10, "Most recent history items shown in a prompt.")
-    prompt_order: str = _f("oldest_first", "oldest_first | recent_first.")
-    train_targets: str = _f(
-        "last", "last (each user's third-to-last item) | all (every earlier position of s[:-2] too)."
+    train_targets: str = opt(
+        "last", "last (each user's third-to-last item) | all (every earlier position of s[:-2] too).",
+        one_of=TRAIN_TARGETS,
+    )  # fmt: skip
+    max_examples: int | None = opt(
+        None, "Train on a seeded random sample of this many examples (default: all of the split).", at_least=1
     )
-    max_examples: int | None = _f(
-        None, "Train on a seeded random sample of this many examples (default: all of the split)."
+    max_completion_tokens: int = opt(
+        64, "Completion (item text) tokens kept; longer texts are cut.", at_least=1
     )
-    max_completion_tokens: int = _f(64, "Completion (item text) tokens kept; longer texts are cut.")
+    candidate_misses: str = opt(
+        "skip",
+        "With --candidates: examples whose target is not among the candidates are skipped (skip) or kept with "
+        "the target's text (keep: teaches naming items the recall stage missed).",
+        one_of=("skip", "keep"),
+    )
     # -- optimisation ---------------------------------------------------------------------------------
-    learning_rate: float = _f(5e-5, "AdamW learning rate (linear decay to 0).")
-    warmup_ratio: float = _f(0.03, "Share of steps with linear warm-up.")
-    batch_size: int = _f(8, "Examples per optimisation step.")
-    mini_batch_size: int = _f(
-        8, "Per-device micro-batch; gradient accumulation = batch_size / mini_batch_size."
+    learning_rate: float = opt(5e-5, "AdamW learning rate (linear decay to 0).", above=0)
+    warmup_ratio: float = opt(0.03, "Share of steps with linear warm-up.", at_least=0, at_most=0.99)
+    batch_size: int = opt(8, "Examples per optimisation step.", at_least=1)
+    mini_batch_size: int = opt(
+        8, "Per-device micro-batch; gradient accumulation = batch_size / mini_batch_size.", at_least=1
     )
-    num_epochs: float = _f(1.0, "Passes over the examples.")
-    max_steps: int = _f(-1, "Stop after this many steps (-1: run num_epochs).")
-    gradient_checkpointing: bool = _f(
+    num_epochs: float = opt(1.0, "Passes over the examples.", above=0)
+    max_steps: int = opt(-1, "Stop after this many steps (-1: run num_epochs).", at_least=-1)
+    gradient_checkpointing: bool = opt(
         False, "Recompute activations in the backward pass (less memory, ~30 %% more compute; TRL's default)."
     )
-    bf16: str = _f(
+    bf16: str = opt(
         "auto",
         "bfloat16 autocast with fp32 master weights: on | off | auto (on where the device computes bf16 "
         "natively: a CUDA GPU with bf16, a CPU with AVX-512 BF16 or AMX), as in `rl4rec train`.",
+        one_of=ON_OFF_AUTO,
     )
-    use_peft: bool = _f(
-        False, "Train LoRA adapters (merged into the final checkpoint) instead of all weights."
-    )
-    lora_r: int = _f(16, "LoRA rank.")
-    lora_alpha: int = _f(32, "LoRA alpha.")
-    lora_dropout: float = _f(0.05, "LoRA dropout.")
     # -- run --------------------------------------------------------------------------------------------
-    seed: int = _f(42, "Random seed (example sample, data order, initialisation).")
-    save_steps: int = _f(100, "Write checkpoint_dir/checkpoint_step_N every N steps.")
-    resume: bool = _f(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
+    seed: int = opt(42, "Random seed (example sample, data order, initialisation).")
+    save_steps: int = opt(100, "Write checkpoint_dir/checkpoint_step_N every N steps.", at_least=1)
+    resume: bool = opt(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
 
     def validate(self) -> SFTConfig:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise ConfigError(message)
-
+        check_fields(self)
         check_prompt_flags(self)
-        need(self.bf16 in ("auto", "on", "off"), f"--bf16 must be auto, on or off, got {self.bf16!r}.")
-        need(
-            self.max_examples is None or self.max_examples >= 1,
-            f"--max_examples must be >= 1, got {self.max_examples}.",
-        )
-        need(self.max_completion_tokens >= 1, "--max_completion_tokens must be >= 1.")
-        need(self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}.")
-        need(0 <= self.warmup_ratio < 1, f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
-        need(
-            self.batch_size >= 1 and self.mini_batch_size >= 1,
-            "--batch_size and --mini_batch_size must be >= 1.",
-        )
-        need(
-            self.batch_size % self.mini_batch_size == 0,
-            f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size}).",
-        )
-        need(self.num_epochs > 0, f"--num_epochs must be > 0, got {self.num_epochs}.")
-        need(
-            self.max_steps == -1 or self.max_steps >= 1,
-            f"--max_steps must be -1 or >= 1, got {self.max_steps}.",
-        )
-        need(self.save_steps >= 1, f"--save_steps must be >= 1, got {self.save_steps}.")
-        need(self.lora_r >= 1, f"--lora_r must be >= 1, got {self.lora_r}.")
+        if self.batch_size % self.mini_batch_size:
+            raise ConfigError(
+                f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size})."
+            )
+        if self.max_steps == 0:
+            raise ConfigError("--max_steps must be -1 (run --num_epochs) or >= 1, got 0.")
         from rl4rec.training.heldout import check_heldout_flags
 
         check_heldout_flags(self)
@@ -135,17 +123,44 @@ def sft_examples(dataset: RecDataset, config: SFTConfig) -> list[Example]:
     return examples
 
 
-def sft_rows(dataset: RecDataset, examples: list[Example], builder: PromptBuilder) -> list[dict[str, Any]]:
-    """Prompt-completion rows: the RL prompt and the target item's text as the assistant's answer."""
+def sft_rows(
+    dataset: RecDataset,
+    examples: list[Example],
+    builder: PromptBuilder,
+    prompts: list[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Prompt-completion rows: the RL prompt (given, or built from the history) and the target item's text."""
     rows = []
-    for ex in examples:
-        prompt = builder.build(ex.history)
+    for i, ex in enumerate(examples):
+        prompt = prompts[i] if prompts is not None else builder.build(ex.history)
         answer = dataset.item_text(ex.target)
         completion: Any = (
             [{"role": "assistant", "content": answer}] if isinstance(prompt, list) else " " + answer
         )
         rows.append({"prompt": prompt, "completion": completion})
     return rows
+
+
+def candidate_examples(
+    dataset: RecDataset, examples: list[Example], builder: PromptBuilder, config: SFTConfig
+) -> tuple[list[Example], list[Any]]:
+    """Candidate-aware SFT data: the prompts list the recall stage's top K; ``--candidate_misses`` decides
+    what happens to examples whose target the recall stage missed (skip them, or keep them)."""
+    from rl4rec.retrieval.recall import build_prompts
+    from rl4rec.retrieval.shared import local_service
+
+    service = local_service(config.dataset_name, config.data_dir)
+    prompts, lists = build_prompts(builder, examples, config, service, dataset.name, config.seed)
+    assert lists is not None
+    hit = [ex.target in c for ex, c in zip(examples, lists, strict=True)]
+    logger.info("sft candidates: the target is among the top %d for %d of %d examples (%s the others)",
+                config.candidates, sum(hit), len(examples), config.candidate_misses)  # fmt: skip
+    if config.candidate_misses == "keep":
+        return examples, prompts
+    kept = [i for i, h in enumerate(hit) if h]
+    if not kept:
+        raise ConfigError("no training example has its target among the candidates; raise --candidates.")
+    return [examples[i] for i in kept], [prompts[i] for i in kept]
 
 
 def _truncate_completions(rows: list[dict[str, Any]], tokenizer: Any, max_tokens: int) -> None:
@@ -199,7 +214,10 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         prompt_config_from_flags(config),
     )
     examples = sft_examples(dataset, config)
-    rows = sft_rows(dataset, examples, builder)
+    prompts = None
+    if config.candidates:
+        examples, prompts = candidate_examples(dataset, examples, builder, config)
+    rows = sft_rows(dataset, examples, builder, prompts)
     _truncate_completions(rows, tokenizer, config.max_completion_tokens)
     logger.info("sft data: %d examples from %d users", len(rows), len({e.user_id for e in examples}))
     args = TrlSFTConfig(

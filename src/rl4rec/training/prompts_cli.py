@@ -1,8 +1,8 @@
 """``rl4rec prompts``: show a split's prompts (optionally with a model's chat template and token budget)
 and write user-preference files with an LLM.
 
-It lives with the policy, not with the data: both subcommands load a tokenizer or a model, and
-:mod:`rl4rec.data` never imports :mod:`rl4rec.policy`.
+It lives with training: ``show`` prints the prompts training builds (a tokenizer from :mod:`rl4rec.policy`,
+candidates from :mod:`rl4rec.retrieval`), and both floors are below this one.
 """
 
 from __future__ import annotations
@@ -11,25 +11,26 @@ from dataclasses import dataclass
 
 from rl4rec.config_cli import opt, parse_config
 from rl4rec.data.dataset import DEFAULT_DATA_DIR, load_dataset
+from rl4rec.data.prompts import PromptFlags
 
 
-@dataclass
-class ShowConfig:
-    """``rl4rec prompts show``: each field is a flag (``--name``), with its help text."""
+@dataclass(kw_only=True)  # after PromptFlags' defaults, --dataset stays required
+class ShowConfig(PromptFlags):
+    """``rl4rec prompts show``: each field is a flag (``--name``), with its help text; the prompt flags are
+    ``rl4rec train``'s."""
 
     dataset: str = opt()
     data_dir: str = opt(DEFAULT_DATA_DIR)
-    split: str = opt("train", choices=["train", "valid", "test"])
-    num: int = opt(1, "how many prompts to print")
+    split: str = opt("train", one_of=("train", "valid", "test"))
+    num: int = opt(1, "how many prompts to print", at_least=1)
     model: str | None = opt(None, "tokenizer for the chat template and token budget")
-    max_length: int | None = opt(None, "prompt token budget (needs --model)")
-    max_history_items: int = opt(10)
-    prompt_order: str = opt("oldest_first", choices=["oldest_first", "recent_first"])
+    max_length: int | None = opt(None, "prompt token budget (needs --model)", at_least=16)
 
 
 def _show(argv: list[str]) -> int:
-    from rl4rec.data.prompts import PromptBuilder, PromptConfig, prompt_to_text
+    from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags, prompt_to_text
     from rl4rec.data.splits import leave_one_out
+    from rl4rec.retrieval.recall import build_prompts
 
     args = parse_config(ShowConfig, argv, "rl4rec prompts show", "Print example prompts of a split.")
     dataset = load_dataset(args.dataset, args.data_dir)
@@ -38,13 +39,15 @@ def _show(argv: list[str]) -> int:
         from rl4rec.policy.loading import load_tokenizer
 
         tokenizer = load_tokenizer(args.model)
-    config = PromptConfig(
-        max_items=args.max_history_items, order=args.prompt_order, max_length=args.max_length
-    )
-    builder = PromptBuilder(dataset, tokenizer, config)
+    builder = PromptBuilder(dataset, tokenizer, prompt_config_from_flags(args))
     examples = leave_one_out(dataset.sequences, args.split).examples[: args.num]
-    for example in examples:
-        prompt = builder.build(example.history)
+    service = None
+    if args.candidates:
+        from rl4rec.retrieval.shared import local_service
+
+        service = local_service(args.dataset, args.data_dir)
+    prompts, _ = build_prompts(builder, examples, args, service, dataset.name)
+    for example, prompt in zip(examples, prompts, strict=True):
         print(f"# user {example.user_id}  target {example.target}: {dataset.item_text(example.target)}")
         if tokenizer is not None:
             print(f"# prompt tokens: {builder.count_tokens(prompt)}")

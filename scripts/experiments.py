@@ -1,0 +1,125 @@
+"""The recipe search of docs/experiments/learning.md: every attempt by name, resumable, one row each.
+
+    python scripts/experiments.py list                    # the registry
+    python scripts/experiments.py run NAME [NAME ...]     # train (resumes), held-out curve on validation users
+    python scripts/experiments.py test NAME               # read the test split once: trained vs its start, paired
+    python scripts/experiments.py table [NAME ...]        # markdown rows for the experiments log
+
+Each run trains with ``rl4rec train`` (or ``rl4rec sft``) and the held-out instrument on (``--eval_steps``:
+greedy queries of 128 seeded validation users at step 0, every N steps and at the end, paired with step 0).
+Choices are made on validation; ``test`` evaluates the final policy and its starting policy on the same seeded
+test users and pairs them with ``rl4rec compare``. Outputs: ``outputs/experiments/NAME/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "outputs" / "experiments"
+RL4REC = str(REPO / ".venv" / "bin" / "rl4rec")
+BEAUTY = str(REPO.parent / "shared" / "data")
+
+ML = ["--dataset_name", "ml-100k", "--data_dir", str(REPO / "data")]
+COMMON = ["--device", "cpu", "--log_with", "none", "--seed", "42", "--eval_split", "valid", "--eval_users", "128"]
+GRPO_ML = [*ML, *COMMON, "--algorithm", "grpo", "--reward_type", "auc", "--temperature", "0.8",
+           "--max_new_tokens", "32", "--max_length", "256", "--ppo_epochs", "1", "--save_steps", "10"]  # fmt: skip
+
+
+def grpo(prompts: int, group: int, lr: str, steps: int, *extra: str, eval_steps: int = 10) -> list[str]:
+    batch = prompts * group
+    return [*GRPO_ML, "--batch_size", str(batch), "--num_generations", str(group), "--mini_batch_size", str(batch),
+            "--learning_rate", lr, "--max_steps", str(steps), "--eval_steps", str(eval_steps), *extra]  # fmt: skip
+
+
+#: name -> (command, flags, what it tests)
+EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
+    "ml-demo60": ("train", grpo(2, 4, "1e-5", 60), "the demo's recipe (full FT, lr 1e-5, 2 prompts x 4), 60 steps"),
+    "ml-lora2e-4": ("train", grpo(4, 4, "2e-4", 60, "--use_peft"), "LoRA r16 at lr 2e-4, 4 prompts x 4"),
+    "ml-full3e-6-g8": ("train", grpo(4, 8, "3e-6", 40), "full FT at lr 3e-6, 4 prompts x 8"),
+}
+
+
+def run_dir(name: str) -> Path:
+    return OUT / name
+
+
+def run(name: str) -> None:
+    command, flags, _ = EXPERIMENTS[name]
+    out = run_dir(name)
+    resume = ["--resume"] if (out / "run_config.json").is_file() else []
+    if (out / "checkpoint_final").is_dir():
+        print(f"{name}: finished already ({out / 'checkpoint_final'})")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    argv = [RL4REC, command, *flags, "--checkpoint_dir", str(out), *resume]
+    (out / "command.txt").write_text(" ".join(argv[1:]) + "\n")
+    started = time.time()
+    with open(out / "train.log", "a") as log:
+        code = subprocess.call(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    with open(out / "wall_time.txt", "a") as f:
+        f.write(f"{time.time() - started:.0f} s, exit {code}, {time.strftime('%Y-%m-%d %H:%M')}\n")
+    if code:
+        raise SystemExit(f"{name}: rl4rec {command} exited {code}; see {out / 'train.log'}")
+
+
+def records(name: str) -> list[dict]:
+    path = run_dir(name) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def row(name: str) -> str:
+    command, flags, what = EXPERIMENTS[name]
+    recs = records(name)
+    evals = [r for r in recs if "eval/auc" in r]
+    steps = [r for r in recs if "reward" in r]
+    if not evals:
+        return f"| {name} | {what} | not run | | | |"
+    last = evals[-1]
+    batch = int(flags[flags.index("--batch_size") + 1]) if "--batch_size" in flags else 0
+    group = int(flags[flags.index("--num_generations") + 1]) if "--num_generations" in flags else 1
+    prompts = (steps[-1]["step"] if steps else 0) * batch // group
+
+    def delta(key: str) -> str:
+        if f"{key}_vs_step0" not in last:
+            return "-"
+        return f"{last[f'{key}_vs_step0']:+.4f} [{last[f'{key}_vs_step0_lo']:+.4f}, {last[f'{key}_vs_step0_hi']:+.4f}]"
+
+    best = max(evals, key=lambda r: r["eval/auc"])
+    secs = sum(r.get("time/step", 0) or 0 for r in steps) + sum(r.get("eval/seconds", 0) for r in evals)
+    return (f"| {name} | {what} | {last['step']} steps, {prompts} prompts, {secs / 60:.0f} min | "
+            f"{evals[0]['eval/auc']:.4f} → {last['eval/auc']:.4f}, {delta('eval/auc')} | {delta('eval/ndcg@10')} | "
+            f"best AUC {best['eval/auc']:.4f} at step {best['step']} |")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["list", "run", "table"])
+    parser.add_argument("names", nargs="*")
+    args = parser.parse_args()
+    names = args.names or list(EXPERIMENTS)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise SystemExit(f"unknown experiment(s) {unknown}; `list` shows the registry")
+    if args.action == "list":
+        for name in names:
+            print(f"{name:24} {EXPERIMENTS[name][2]}")
+    elif args.action == "run":
+        for name in names:
+            run(name)
+    else:
+        print("| run | what | length | held-out AUC, step 0 → last, last − step 0 [95% CI] | NDCG@10 last − step 0 | |")
+        print("|---|---|---|---|---|---|")
+        for name in names:
+            print(row(name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
