@@ -2,6 +2,8 @@
 # The seed's training command with its defaults; each is overridable by an environment variable
 # (MODEL_NAME=gpt2 DEVICE=cpu ./runs/run_trl_train.sh) and extra flags are passed through
 # (./runs/run_trl_train.sh --max_steps 40 --save_steps 20).
+# Rewards come from the Ray RetrievalService that ./runs/run_retrieval.sh started (the seed's architecture); with none
+# running it stops with "Error: RetrievalService not found!" and the fix. RETRIEVAL=local computes them in-process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
@@ -23,6 +25,6 @@ exec "$PYTHON" src/train_with_trl.py \
     --log_with "${LOG_WITH:-auto}" \
     --project_name "${PROJECT_NAME:-rl4rec-experiment}" \
     --algorithm "${ALGORITHM:-ppo}" \
-    --retrieval "${RETRIEVAL:-local}" \
+    --retrieval "${RETRIEVAL:-ray}" \
     --data_dir "${DATA_DIR:-data}" \
     "$@"

@@ -26,9 +26,23 @@ def run(cmd: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, **kw)
 
 
-def test_actor_start_call_by_name_from_second_process_and_stop(private_ray, ml100k_dir):
+def seed_snippet() -> str:
+    """The first python block of docs/seed.md: the seed's reward snippet, as printed there."""
+    text = (REPO / "docs" / "seed.md").read_text(encoding="utf-8")
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_actor_start_call_by_name_from_second_process_and_stop(
+    private_ray, ml100k_dir, beauty_data_dir, tmp_path
+):
     env = private_ray["env"]
-    started = run(["./runs/run_retrieval.sh", "--datasets", "ml-100k", "--data_dir", str(ml100k_dir)], env)
+    data_dir = tmp_path / "data"  # ml-100k and Beauty side by side, as the seed's data/ folder
+    data_dir.mkdir()
+    (data_dir / "ml-100k").symlink_to(ml100k_dir / "ml-100k")
+    (data_dir / "beauty").symlink_to(beauty_data_dir / "beauty")
+    started = run(
+        ["./runs/run_retrieval.sh", "--datasets", "ml-100k", "beauty", "--data_dir", str(data_dir)], env
+    )
     assert started.returncode == 0, started.stderr[-3000:]
     assert "RetrievalService is up" in started.stdout
 
@@ -43,6 +57,23 @@ def test_actor_start_call_by_name_from_second_process_and_stop(private_ray, ml10
     )
     assert remote == pytest.approx(local(TEXTS, [1, 2, 3], [[4], [5, 6], []]))
     assert remote[2] == 0.0  # empty text
+
+    # The seed's own snippet, exactly as docs/seed.md prints it, from src/ as the seed's scripts run.
+    snippet = seed_snippet()
+    seed = subprocess.run([sys.executable, "-c", snippet + "\nprint(rewards)"], env=env, cwd=REPO / "src",
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert seed.returncode == 0, seed.stderr[-3000:]
+    assert len(json.loads(seed.stdout.strip().splitlines()[-1])) == 2
+
+    # ./runs/run_trl_train.sh trains against the service run_retrieval.sh started (one tiny PPO step).
+    out = data_dir.parent / "seed-run"
+    trained = run(["./runs/run_trl_train.sh", "--device", "cpu", "--dataset_name", "ml-100k", "--data_dir",
+                   str(data_dir), "--max_steps", "1", "--batch_size", "2", "--mini_batch_size", "1", "--ppo_epochs", "1",
+                   "--max_new_tokens", "8", "--max_length", "96", "--train_users", "4", "--log_with", "none",
+                   "--checkpoint_dir", str(out)], env)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert json.loads((out / "run_config.json").read_text())["retrieval"] == "ray"
+    assert (out / "checkpoint_final").is_dir()
 
     bad = run([sys.executable, "-c", CLIENT.format(texts=["x", "y"])], env)  # 2 texts, 3 targets
     assert bad.returncode != 0 and "target_items has 3 entries but generated_texts has 2" in bad.stderr
@@ -68,3 +99,8 @@ def test_no_cluster_prints_seed_error(tmp_path):
                "--data_dir", str(tmp_path)], env)  # fmt: skip
     assert cli.returncode == 2
     assert "Traceback" not in cli.stderr
+    script = run(
+        ["./runs/run_trl_train.sh", "--device", "cpu", "--dataset_name", "ml-100k"], env
+    )  # Ray by default
+    assert script.returncode == 2 and "Error: RetrievalService not found!" in script.stderr
+    assert "./runs/run_retrieval.sh" in script.stderr and "Traceback" not in script.stderr

@@ -1,0 +1,119 @@
+"""Candidate-aware prompts: the recall stage's lists, the prompt budget, the flags, and scoring with w_text 0."""
+
+from __future__ import annotations
+
+import pytest
+
+from rl4rec.data.prompts import PromptBuilder, PromptConfig
+from rl4rec.data.splits import leave_one_out, sample_users
+from rl4rec.errors import ConfigError, Rl4recError
+from rl4rec.retrieval.fusion import FusionConfig
+from rl4rec.retrieval.recall import RecallStage, arrange, build_prompts, example_key
+
+
+@pytest.fixture(scope="module")
+def service(ml100k_dir):
+    from rl4rec.retrieval.shared import local_service
+
+    return local_service("ml-100k", ml100k_dir)
+
+
+@pytest.fixture()
+def stage(service, tmp_path):
+    return RecallStage(service, "ml-100k", None, 10, cache=tmp_path / "recall.json")
+
+
+def test_candidates_are_the_top_of_history_fusion_with_the_history_masked(ml100k, service, stage):
+    import torch
+
+    examples = sample_users(leave_one_out(ml100k.sequences, "valid").examples, 20, 0)
+    lists = stage.candidates(examples)
+    for example, items in zip(examples, lists, strict=True):
+        assert len(items) == 10 == len(set(items)) and not set(items) & set(example.history)
+    scores = torch.from_numpy(service.get_scores([""] * 3, "ml-100k", [list(e.history) for e in examples[:3]],
+                                                 stage.fusion))  # fmt: skip
+    for row, (example, items) in enumerate(zip(examples[:3], lists[:3], strict=True)):
+        masked = scores[row].clone()
+        masked[torch.tensor(example.history) - 1] = float("-inf")
+        assert [int(i) + 1 for i in torch.topk(masked, 10).indices] == items  # best first
+    assert stage.fusion.w_text == 0  # the recall stage never sees a text
+    assert (
+        RecallStage(stage.service, "ml-100k", None, 10, cache=stage.path).candidates(examples) == lists
+    )  # cached
+
+
+def test_training_candidates_never_use_validation_or_test_targets(ml100k, ml100k_dir, service, tmp_path):
+    """Change every user's validation and test items: no training example's candidates may move."""
+    import json
+    import shutil
+
+    from rl4rec.retrieval.shared import local_service
+
+    moved_dir = tmp_path / "data"
+    shutil.copytree(ml100k_dir / "ml-100k", moved_dir / "ml-100k")
+    lines = []
+    for user, seq in ml100k.sequences.items():
+        changed = [*seq[:-2], seq[-2] % ml100k.n_items + 1, seq[-1] % ml100k.n_items + 1]
+        lines.append(" ".join(map(str, [user, *changed])))
+    (moved_dir / "ml-100k" / "sequential_data.txt").write_text("\n".join(lines) + "\n")
+    assert json.loads((moved_dir / "ml-100k" / "item_metadata.json").read_text())  # same catalogue
+    fusion = FusionConfig(w_text=0, w_hist=0.5, w_co=4.0)
+    train = sample_users(leave_one_out(ml100k.sequences, "train").examples, 40, 1)
+    base = RecallStage(service, "ml-100k", fusion, 10, cache=tmp_path / "a.json")
+    moved = RecallStage(local_service("ml-100k", moved_dir), "ml-100k", fusion, 10, cache=tmp_path / "b.json")
+    assert base.candidates(train) == moved.candidates(train)
+
+
+def test_prompt_keeps_every_candidate_within_the_budget(ml100k, policy_tokenizer, stage):
+    examples = sample_users(leave_one_out(ml100k.sequences, "train").examples, 8, 2)
+    builder = PromptBuilder(ml100k, policy_tokenizer, PromptConfig(max_items=10, max_length=512))
+    prompts, lists = build_prompts(builder, examples, {"candidates": 10}, stage.service, "ml-100k")
+    for prompt, items in zip(prompts, lists, strict=True):
+        text = prompt[-1]["content"]
+        assert all(f"{i + 1}. {ml100k.item_text(item)}" in text for i, item in enumerate(items))
+        assert builder.count_tokens(prompt) <= 512  # history items were dropped to fit, never a candidate
+    short = PromptBuilder(ml100k, policy_tokenizer, PromptConfig(max_items=10)).build(
+        examples[0].history, lists[0]
+    )
+    assert short[-1]["content"].count("\n") > prompts[0][-1]["content"].count(
+        "\n"
+    )  # the budget dropped history
+
+
+def test_shuffled_order_is_seeded_per_example_and_keeps_the_items():
+    items = list(range(1, 11))
+    a, b = arrange(items, "shuffled", 0, "5:7"), arrange(items, "shuffled", 0, "5:7")
+    assert a == b and sorted(a) == items and a != items
+    assert arrange(items, "ranked", 0, "5:7") == items
+    with pytest.raises(ConfigError, match="--candidate_order"):
+        arrange(items, "random", 0, "x")
+
+
+def test_candidate_flags_are_checked(tmp_path):
+    from rl4rec.training.config import parse_train_args
+
+    with pytest.raises(ConfigError, match="--candidates must be >= 0"):
+        parse_train_args(["--candidates", "-1"])
+    with pytest.raises(ConfigError, match="--candidate_order must be one of ranked, shuffled"):
+        parse_train_args(["--candidates", "5", "--candidate_order", "random"])
+    with pytest.raises(Rl4recError, match=r"missing\.json"):
+        parse_train_args(["--candidates", "5", "--candidate_fusion", str(tmp_path / "missing.json")])
+    assert example_key(leave_one_out({1: [3, 4, 5, 6]}, "test").examples[0]) == "1:3"
+
+
+def test_evaluate_with_candidates_and_w_text_zero_reproduces_the_recall_stage(ml100k_dir, tmp_path):
+    """The final ranking is the recall stage's score plus w_text x the text's similarity: at w_text 0 it is
+    exactly history-fusion's ranking, whatever the query."""
+    from rl4rec.evaluation.config import EvalConfig
+    from rl4rec.evaluation.run_files import read_ranks
+    from rl4rec.evaluation.runner import run_evaluation
+
+    fusion = tmp_path / "fusion.json"
+    FusionConfig(w_text=0.0, w_hist=0.5, w_co=4.0).save(fusion)
+    common = dict(dataset="ml-100k", data_dir=str(ml100k_dir), split="valid", num_users=40, fusion=str(fusion),
+                  bootstrap_samples=100)  # fmt: skip
+    run_evaluation(EvalConfig(method="history-fusion", run_dir=str(tmp_path / "hf"), **common))
+    run_evaluation(EvalConfig(method="first-candidate", candidates=5, candidate_fusion=str(fusion),
+                              run_dir=str(tmp_path / "fc"), **common))  # fmt: skip
+    hf, fc = read_ranks(tmp_path / "hf"), read_ranks(tmp_path / "fc")
+    assert {u: r["rank"] for u, r in hf.items()} == {u: r["rank"] for u, r in fc.items()}
