@@ -94,8 +94,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def private_ray_head(num_cpus: int | None = None) -> Any:
-    """A Ray head of our own, stopped on exit (see :func:`rl4rec.retrieval.ray_service.local_head`)."""
-    from rl4rec.retrieval.ray_service import local_head
+    """A Ray head of our own, stopped on exit (see :func:`rl4rec.retrieval.ray_testing.local_head`)."""
+    from rl4rec.retrieval.ray_testing import local_head
 
     return local_head(num_cpus=num_cpus)
 

@@ -64,9 +64,10 @@ def ray_head():
     """A Ray head of the test module's own (own session folder and port, loopback, token auth).
 
     Yields its address (``127.0.0.1:PORT``) with this process connected to it; stopped after the
-    module (exactly that head: :func:`rl4rec.retrieval.ray_service.local_head`).
+    module (exactly that head: :func:`rl4rec.retrieval.ray_testing.local_head`).
     """
-    from rl4rec.retrieval.ray_service import connect, local_head
+    from rl4rec.retrieval.ray_service import connect
+    from rl4rec.retrieval.ray_testing import local_head
 
     with local_head() as address:
         connect(address)

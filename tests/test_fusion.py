@@ -218,3 +218,42 @@ def test_queries_from_reranks_stored_texts_without_a_model(ml100k, ml100k_dir, s
     )  # fmt: skip
     assert ranks == want and queries == [texts[u] for u in sample_users]
     assert read_ranks(source)  # the source run is only read
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"w_text": 10**30}, r"w_text must be a number in \[0, 1e\+06\]"),
+        ({"co_window": 10**9}, r"co_window must be an integer in \[1, 1000\]"),
+        ({"history_n": 10**9}, r"history_n must be an integer in \[1, 10000\]"),
+        ({"co_directed": "yes"}, "co_directed must be true or false"),
+        ({"co_directed": None}, "co_directed must be true or false"),
+        ({"decay": "0.5"}, "decay must be a number"),
+    ],
+)
+def test_hostile_fusion_values_get_a_clear_error(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        FusionConfig(**bad)
+    with pytest.raises(ConfigError, match=message):  # the same through a service call's dict
+        load_fusion({"fusion": bad})
+
+
+def test_cooccurrence_work_is_bounded_by_the_data_not_the_window():
+    """A window far beyond the longest sequence ends as fast as one at its length (no loop over every gap)."""
+    import time
+
+    sequences = {u: list(range(1, 8)) for u in range(1, 200)}
+    t0 = time.perf_counter()
+    wide = cooccurrence(sequences, 7, window=10**9, directed=True).to_dense()
+    assert time.perf_counter() - t0 < 5
+    assert torch.equal(wide, cooccurrence(sequences, 7, window=4, directed=True).to_dense())
+
+
+def test_service_rejects_a_bad_fusion_argument_even_on_an_empty_batch(service, tmp_path):
+    for bad in (3, [1.0, 2.0], {"fusion": 5}):
+        with pytest.raises(ConfigError, match="fusion"):
+            service.rank(["a"], "ml-100k", [1], [[2]], bad)
+    with pytest.raises(DataError, match="fusion file not found"):
+        service.rank([], "ml-100k", [], [], tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="co_window"):  # a request that used to hang the service
+        service.rank(["a"], "ml-100k", [1], [[2]], {"w_hist": 1.0, "co_window": 10**9, "w_co": 1.0})

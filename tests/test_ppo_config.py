@@ -63,3 +63,15 @@ def test_validate_runs_on_programmatic_configs_too():
         TrainConfig(algorithm="ppo", kl_target=-2.0).validate()
     config = TrainConfig(algorithm="ppo", batch_size=4, mini_batch_size=2)
     assert config.validate() is config
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("on", "bf16"), ("off", "no")])
+def test_ppo_honours_bf16(setting, expected, tmp_path):
+    """--bf16 means the same for PPO as for GRPO/RLOO/SFT (it used to be bf16 on any bf16 GPU, whatever the flag)."""
+    from rl4rec.training.ppo.trainer import PPORun
+    from rl4rec.training.run_context import RunContext
+
+    config = TrainConfig(algorithm="ppo", device="cpu", bf16=setting, checkpoint_dir=str(tmp_path), batch_size=4,
+                         mini_batch_size=2).validate()  # fmt: skip
+    run = PPORun(RunContext(config), "cpu", None, reward=lambda **kwargs: [0.0])
+    assert run.acc.mixed_precision == expected

@@ -196,11 +196,11 @@ def test_reward_function_rejects_bad_construction():
 
 @pytest.fixture(scope="module")
 def ray_client(ml100k_dir):
-    from rl4rec.retrieval import ray_service
+    from rl4rec.retrieval import ray_service, ray_testing
     from rl4rec.retrieval.client import RayClient
 
     name = f"RetrievalServiceTest-{os.getpid()}-props"
-    with ray_service.local_head() as address:
+    with ray_testing.local_head() as address:
         ray_service.start_service(["ml-100k"], str(ml100k_dir), name=name, address=address)
         try:
             yield RayClient(name, address=address, retry_timeout_s=30)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rl4rec.retrieval import ray_service
+from rl4rec.retrieval import ray_service, ray_testing
 from rl4rec.training.checkpoints import latest_checkpoint
 from train_helpers import TRAIN_ENV, metric_steps, run_until_stopped, train_flags
 
@@ -37,14 +37,14 @@ def worker_nodes(ray_head):
     def start() -> str:
         temp_dir = tempfile.mkdtemp(prefix="rw", dir="/tmp")  # Ray's socket paths must stay short
         started.append(temp_dir)
-        ray_service.start_worker_node(
+        ray_testing.start_worker_node(
             ray_head, temp_dir, num_cpus=1, resources={RESOURCE: 1}, object_store_memory=100 * 2**20
         )
         return temp_dir
 
     yield start
     for temp_dir in started:
-        ray_service.stop_head(temp_dir)
+        ray_testing.stop_head(temp_dir)
 
 
 def raylet_node_id(raylet) -> str:
@@ -76,7 +76,7 @@ def actor_node_id(name: str, address: str) -> str:
 
 
 def stop_node(temp_dir: str) -> None:
-    assert ray_service.stop_head(temp_dir) > 0
+    assert ray_testing.stop_head(temp_dir) > 0
 
 
 def serve(name: str, address: str, data_dir: Path) -> subprocess.CompletedProcess:

@@ -213,10 +213,3 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     if config.output:
         atomic_write_json(config.output, result)
     return result
-
-
-def load_result(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / RESULTS_FILE
-    if not path.is_file():
-        raise DataError(f"{path} not found: {run_dir} is not a finished evaluation (run `rl4rec evaluate`).")
-    return json.loads(path.read_text(encoding="utf-8"))

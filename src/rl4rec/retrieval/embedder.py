@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rl4rec.devices import resolve_device
@@ -105,9 +104,6 @@ class Embedder:
 
     def encode_documents(self, texts: Sequence[str], show_progress: bool = False) -> torch.Tensor:
         return self._encode(texts, self.config.document_prefix, show_progress)
-
-    def encode_numpy(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encode_queries(texts).cpu().numpy()
 
 
 def _offline() -> bool:

@@ -38,6 +38,12 @@ import torch
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.io import atomic_write_json
 
+#: Sane maxima: weights beyond this only rescale the score; windows and histories beyond these exceed any sequence
+#: (the co-occurrence loop is also bounded by the longest sequence, so no request can hang the service).
+MAX_WEIGHT = 1e6
+MAX_CO_WINDOW = 1000
+MAX_HISTORY_N = 10000
+
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -56,17 +62,24 @@ class FusionConfig:
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
                 or not math.isfinite(value)
-                or value < 0
+                or not 0 <= value <= MAX_WEIGHT
             ):
-                raise ConfigError(f"fusion {name} must be a finite number >= 0, got {value!r}.")
+                raise ConfigError(f"fusion {name} must be a number in [0, {MAX_WEIGHT:g}], got {value!r}.")
+            object.__setattr__(self, name, float(value))  # an int weight (e.g. 10**30) never reaches torch
         if self.w_text + self.w_hist + self.w_co <= 0:
             raise ConfigError("fusion weights are all 0: at least one of w_text, w_hist, w_co must be > 0.")
-        if not 0 < self.decay <= 1:
-            raise ConfigError(f"fusion decay must be in (0, 1], got {self.decay!r}.")
-        if isinstance(self.history_n, bool) or not isinstance(self.history_n, int) or self.history_n < 1:
-            raise ConfigError(f"fusion history_n must be an integer >= 1, got {self.history_n!r}.")
-        if isinstance(self.co_window, bool) or not isinstance(self.co_window, int) or self.co_window < 1:
-            raise ConfigError(f"fusion co_window must be an integer >= 1, got {self.co_window!r}.")
+        if (
+            isinstance(self.decay, bool)
+            or not isinstance(self.decay, (int, float))
+            or not 0 < self.decay <= 1
+        ):
+            raise ConfigError(f"fusion decay must be a number in (0, 1], got {self.decay!r}.")
+        for name, most in (("history_n", MAX_HISTORY_N), ("co_window", MAX_CO_WINDOW)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise ConfigError(f"fusion {name} must be an integer in [1, {most}], got {value!r}.")
+        if not isinstance(self.co_directed, bool):
+            raise ConfigError(f"fusion co_directed must be true or false, got {self.co_directed!r}.")
 
     @property
     def text_only(self) -> bool:
@@ -103,7 +116,15 @@ def load_fusion(value: FusionConfig | Mapping[str, Any] | str | Path | None) -> 
     if value is None or isinstance(value, FusionConfig):
         return value
     if isinstance(value, Mapping):
-        return FusionConfig.from_dict(value.get("fusion", value))
+        inner = value.get("fusion", value)
+        if not isinstance(inner, Mapping):
+            raise ConfigError(f'fusion: "fusion" must be an object of weights, got {type(inner).__name__}.')
+        return FusionConfig.from_dict(inner)
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(
+            f"fusion must be a FusionConfig, a dict of weights or a path to a fusion JSON file, "
+            f"got {type(value).__name__} ({value!r:.80})."
+        )
     path = Path(value)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -133,13 +154,12 @@ def cooccurrence(
     dst: list[np.ndarray] = []
     for items in sequences.values():
         seq = np.asarray(items[: max(len(items) - 2, 0)], dtype=np.int64) - 1
-        for gap in range(1, window + 1):
-            if len(seq) > gap:
-                src.append(seq[:-gap])
-                dst.append(seq[gap:])
-                if not directed:
-                    src.append(seq[gap:])
-                    dst.append(seq[:-gap])
+        for gap in range(1, min(window, len(seq) - 1) + 1):  # bounded by the data, whatever the window
+            src.append(seq[:-gap])
+            dst.append(seq[gap:])
+            if not directed:
+                src.append(seq[gap:])
+                dst.append(seq[:-gap])
     if src:
         a, b = np.concatenate(src), np.concatenate(dst)
         keep = a != b

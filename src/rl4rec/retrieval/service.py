@@ -274,7 +274,8 @@ class RetrievalService:
         texts = self._texts(generated_texts)
         index = self._index(dataset_name)
         histories = self._histories(history_items, index.n_items, len(texts))
-        return self._fused(texts, dataset_name, histories, load_fusion(fusion)).cpu().numpy()
+        fusion = load_fusion(fusion)  # checked before any work, an empty batch included
+        return self._fused(texts, dataset_name, histories, fusion).cpu().numpy()
 
     def rank(
         self,
@@ -293,9 +294,10 @@ class RetrievalService:
         index = self._index(dataset_name)
         targets = self._ids(target_items, "target_items", index.n_items, len(texts))
         histories = self._histories(history_items, index.n_items, len(texts))
+        fusion = load_fusion(fusion)  # checked before any work: a bad fusion fails on an empty batch too
         if not texts:
             return []
-        scores = self._fused(texts, dataset_name, histories, load_fusion(fusion))
+        scores = self._fused(texts, dataset_name, histories, fusion)
         t0 = time.perf_counter()
         ranks = compute_ranks(scores, torch.tensor(targets), histories).cpu().tolist()
         self._add_timings(rank=time.perf_counter() - t0, calls=1, texts=len(texts))

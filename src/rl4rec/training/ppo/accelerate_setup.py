@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
-
-def bf16_supported(device: str) -> bool:
-    return device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
 
 def release_accelerator_state(precision: str) -> None:
     """Let PPO run after a GRPO/RLOO/SFT run in the same process (a notebook, the test suite).

@@ -28,13 +28,14 @@ from transformers import TrainerControl, TrainerState
 
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.policy.generation import render_prompts
+from rl4rec.policy.precision import resolve_bf16
 from rl4rec.policy.shared_prefix import find_groups, token_ratio
 from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
 from rl4rec.training.distributed import accumulation_steps
 from rl4rec.training.heldout import heldout_schedule
 from rl4rec.training.ppo import losses as L
 from rl4rec.training.ppo import state as S
-from rl4rec.training.ppo.accelerate_setup import bf16_supported, release_accelerator_state
+from rl4rec.training.ppo.accelerate_setup import release_accelerator_state
 from rl4rec.training.ppo.optim import build_optimizer
 from rl4rec.training.ppo.rollout import (
     HFSampler,
@@ -63,7 +64,7 @@ class PPORun:
         self.run, self.config, self.resume_from = run, run.config, resume_from
         config = self.config
         log_with = None if config.log_with in ("none", "auto") else config.log_with
-        precision = "bf16" if bf16_supported(device) else "no"
+        precision = "bf16" if resolve_bf16(config.bf16, device) else "no"  # --bf16, as GRPO/RLOO/SFT read it
         release_accelerator_state(precision)
         self.acc = Accelerator(
             cpu=device == "cpu",
