@@ -452,16 +452,12 @@ def run_trl(args: Any, tmp: Path) -> dict[str, Any]:
     import torch
     from accelerate.state import AcceleratorState
     from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback
 
-    from rl4rec.metrics import reward_name
     from rl4rec.policy.loading import load_policy
-    from rl4rec.rewards.trl_adapter import to_trl_reward
-    from rl4rec.training.callbacks import StepTimer
+    from rl4rec.rewards.boundary import build_reward, training_reward
     from rl4rec.training.config import TrainConfig
     from rl4rec.training.data import build_train_dataset
-    from rl4rec.training.run_context import make_reward_function
-    from rl4rec.training.trl_backend import trainer_class, trl_args
+    from rl4rec.training.trl_backend import build_trainer, trl_args
 
     class Record(TrainerCallback):
         def __init__(self) -> None:
@@ -494,7 +490,7 @@ def run_trl(args: Any, tmp: Path) -> dict[str, Any]:
     reward_fn = None
     for name, flag in (("fp32", "off"), ("bf16_autocast", "on")):
         cfg = config(flag)
-        reward_fn = reward_fn or make_reward_function(cfg)
+        reward_fn = reward_fn or build_reward(cfg)
         targs = trl_args(cfg, "cpu")
         targs.save_strategy = "no"  # train() is called once per step here; no checkpoint at its end
         AcceleratorState._reset_state()  # one process, two trainers with different mixed precision
@@ -506,14 +502,8 @@ def run_trl(args: Any, tmp: Path) -> dict[str, Any]:
             )
         )
         records[name] = Record()
-        trainer = trainer_class("grpo")(
-            model=model, reward_funcs=[to_trl_reward(reward_fn, name=reward_name("auc", cfg.k))], args=targs,
-            train_dataset=build_train_dataset(cfg, tokenizer), processing_class=tokenizer,
-            callbacks=[records[name]],
-        )  # fmt: skip
-        trainer.remove_callback(PrinterCallback)
-        trainer.rl4rec_config = cfg
-        trainer.step_timer = StepTimer()
+        trainer = build_trainer("grpo", cfg, model, tokenizer, targs, build_train_dataset(cfg, tokenizer),
+                                [training_reward(reward_fn)], [records[name]])  # fmt: skip
         trainers[name] = trainer
     # warm-up (step 1 of each pays one-off costs), then alternate
     for rep, order in enumerate(rotations(list(trainers), args.trl_reps + 1)):

@@ -29,7 +29,7 @@ RANK_REPORT = """
 import functools, hashlib, json, os, sys
 from pathlib import Path
 from transformers import TrainerCallback
-import rl4rec.rewards.trl_adapter as adapter
+import rl4rec.rewards.boundary as boundary
 import rl4rec.training.trainer as trainer_module
 
 out, rank, seen = Path(os.environ["RANK_REPORT_DIR"]), int(os.environ["RANK"]), []
@@ -51,15 +51,15 @@ class Report(TrainerCallback):
         report = {**self.begin, "end": checksum(model), "rewarded_users": seen}
         (out / f"rank{rank}.json").write_text(json.dumps(report))
 
-to_trl_reward = adapter.to_trl_reward
+training_reward = boundary.training_reward
 def recording(*args, **kwargs):
-    inner = to_trl_reward(*args, **kwargs)
+    inner = training_reward(*args, **kwargs)
     @functools.wraps(inner)
     def reward(*a, **kw):
         seen.append(sorted(set(kw["user_id"])))
         return inner(*a, **kw)
     return reward
-adapter.to_trl_reward = recording
+trainer_module.training_reward = recording
 
 init = trainer_module.TRLTrainer.__init__
 def with_report(self, *args, callbacks=None, **kwargs):

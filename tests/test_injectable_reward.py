@@ -15,8 +15,8 @@ import pytest
 
 from rl4rec.errors import ConfigError
 from rl4rec.rewards.base import RLRewardFunction
-from rl4rec.training.config import TrainConfig, import_reward_fn, parse_train_args
-from rl4rec.training.run_context import make_reward_function, sync_reward
+from rl4rec.rewards.boundary import build_reward, import_reward_fn, sync_training_reward, training_reward
+from rl4rec.training.config import TrainConfig, parse_train_args
 from rl4rec.training.trainer import TRLTrainer
 from train_helpers import train_flags
 
@@ -105,9 +105,9 @@ def test_bad_python_rewards(tmp_path, example):
         TRLTrainer(config, reward_fn=lambda prompts, completions, **kw: [0.0] * len(completions))
     plain = TrainConfig(checkpoint_dir=str(tmp_path), device="cpu")
     with pytest.raises(ConfigError, match="reward_fn must be callable, got int"):
-        make_reward_function(plain, 3)
+        build_reward(plain, 3)
     with pytest.raises(ConfigError, match="dict is not an RLRewardFunction subclass"):
-        make_reward_function(plain, dict)
+        build_reward(plain, dict)
 
 
 def test_trl_style_functions_go_through_as_they_are():
@@ -118,11 +118,35 @@ def test_trl_style_functions_go_through_as_they_are():
         return [2.0] * len(completions)
 
     plain = TrainConfig(device="cpu")
-    assert make_reward_function(plain, reward) is reward
-    assert sync_reward(reward) is reward
-    synced = sync_reward(areward)  # PPO calls its reward synchronously
+    assert build_reward(plain, reward) is reward  # used as it is, normalised once at the trainer's boundary
+    as_trl = training_reward(reward)
+    assert as_trl(prompts=["p"], completions=["a", "b"]) == [1.0, 1.0] and as_trl.__name__ == "reward"
+    synced = sync_training_reward(areward)  # PPO calls its reward synchronously
     assert synced(prompts=["p"], completions=["a", "b"]) == [2.0, 2.0] and synced.__name__ == "areward"
-    assert asyncio.run(areward(prompts=[], completions=["a"])) == [2.0]
+    assert asyncio.run(training_reward(areward)(prompts=[], completions=["a"])) == [
+        2.0
+    ]  # stays async for TRL
+    assert asyncio.run(training_reward(reward, concurrent=True)(prompts=[], completions=["a"])) == [1.0]
+
+
+def test_seed_style_callables_get_targets_and_histories():
+    calls = []
+
+    def seed_style(generated_texts, target_items, history_items):
+        calls.append((list(generated_texts), list(target_items), list(history_items)))
+        return [0.5] * len(generated_texts)
+
+    columns = {"target_item": [3, 4], "history_items": [[1], [2]]}
+    conversational = [[{"role": "assistant", "content": "a"}], [{"role": "assistant", "content": "b"}]]
+    assert training_reward(seed_style)(prompts=["p", "p"], completions=conversational, **columns) == [
+        0.5,
+        0.5,
+    ]
+    assert asyncio.run(training_reward(seed_style, concurrent=True)(prompts=["p", "p"], completions=["a", "b"],
+                                                                    **columns)) == [0.5, 0.5]  # fmt: skip
+    assert calls == [(["a", "b"], [3, 4], [[1], [2]])] * 2
+    with pytest.raises(ConfigError, match="no 'target_item' column"):
+        training_reward(seed_style)(prompts=["p"], completions=["x"])
 
 
 # -- slow: one real GRPO step with the custom reward ----------------------------------------------------------

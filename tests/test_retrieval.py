@@ -15,7 +15,7 @@ from rl4rec.errors import ConfigError
 from rl4rec.metrics import calculate_auc, compute_ranks, reward_from_ranks
 from rl4rec.retrieval import EmbedderConfig, ItemIndex, RetrievalService
 from rl4rec.retrieval.shared import local_service
-from rl4rec.rewards import RLRewardFunction, create_reward_function, to_async_trl_reward, to_trl_reward
+from rl4rec.rewards import RLRewardFunction, create_reward_function, training_reward
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,7 +148,7 @@ def test_custom_reward_example(ml100k_dir, examples, ml100k):
 def test_trl_adapter_conversational_and_columns(ml100k_dir, examples, ml100k):
     reward_fn = create_reward_function(dataset_name="ml-100k", backend="local", data_dir=ml100k_dir, k=100)
     records, metrics = [], {}
-    trl_fn = to_trl_reward(reward_fn, recorder=records.extend)
+    trl_fn = training_reward(reward_fn, recorder=records.extend)
     texts = [ml100k.item_text(e.history[-1]) for e in examples[:4]]
     kwargs = {
         "target_item": [e.target for e in examples[:4]],
@@ -160,7 +160,7 @@ def test_trl_adapter_conversational_and_columns(ml100k_dir, examples, ml100k):
     assert out == reward_fn(texts, kwargs["target_item"], kwargs["history_items"])
     assert trl_fn.__name__ == "ndcg@100" and "components/hit@100" in metrics
     assert len(records) == 4 and records[0]["completion"] == texts[0] and records[0]["rank"] >= 1
-    async_fn = to_async_trl_reward(reward_fn)
+    async_fn = training_reward(reward_fn, concurrent=True)
     assert asyncio.run(async_fn(prompts=["p"] * 4, completions=texts, **kwargs)) == out
     with pytest.raises(ConfigError, match="no 'target_item' column"):
         trl_fn(prompts=["p"], completions=["x"])

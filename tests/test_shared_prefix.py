@@ -201,8 +201,7 @@ def grpo_trainer(policy_tokenizer, tmp_path_factory):
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from rl4rec.training.callbacks import StepTimer
-    from rl4rec.training.trl_backend import Rl4recGRPOTrainer
+    from rl4rec.training.trl_backend import build_trainer
 
     model = tiny_llama(vocab=len(policy_tokenizer))
     args = GRPOConfig(
@@ -210,12 +209,10 @@ def grpo_trainer(policy_tokenizer, tmp_path_factory):
         num_generations=4, max_completion_length=6, report_to=[], loss_type="dapo", logging_steps=1,
         activation_checkpointing=False,  # checkpointed layers drop the cache: sharing would fall back
     )  # fmt: skip
-    trainer = Rl4recGRPOTrainer(
-        model=model, reward_funcs=[lambda completions, **_: [0.0] * len(completions)], args=args,
-        train_dataset=Dataset.from_list([{"prompt": "a b c"}] * 8), processing_class=policy_tokenizer,
+    trainer = build_trainer(
+        "grpo", SimpleNamespace(shared_prefix=True), model, policy_tokenizer, args,
+        Dataset.from_list([{"prompt": "a b c"}] * 8), [lambda completions, **_: [0.0] * len(completions)],
     )  # fmt: skip
-    trainer.rl4rec_config = SimpleNamespace(shared_prefix=True)
-    trainer.step_timer = StepTimer()
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop; compute_loss reads it
     return trainer
 

@@ -1,4 +1,4 @@
-"""Rewards stage: the seed's reward API and the TRL adapter (the metrics of :mod:`rl4rec.metrics`, re-exported)."""
+"""Rewards stage: the seed's reward API and the one boundary every reward passes (:mod:`.boundary`)."""
 
 from rl4rec.metrics import (
     REWARD_TYPES,
@@ -12,11 +12,13 @@ from rl4rec.metrics import (
     reward_name,
 )
 from rl4rec.rewards.base import RLRewardFunction, create_reward_function
-from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
+from rl4rec.rewards.boundary import TrainingReward, build_reward, sync_training_reward, training_reward
 
 __all__ = [
     "REWARD_TYPES",
     "RLRewardFunction",
+    "TrainingReward",
+    "build_reward",
     "calculate_auc",
     "calculate_hit",
     "calculate_mixed",
@@ -26,6 +28,6 @@ __all__ = [
     "create_reward_function",
     "reward_from_ranks",
     "reward_name",
-    "to_async_trl_reward",
-    "to_trl_reward",
+    "sync_training_reward",
+    "training_reward",
 ]

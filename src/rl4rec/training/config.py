@@ -279,6 +279,8 @@ class TrainConfig(  # bases in reverse: --help lists the run's flags first, held
 
             load_fusion(self.fusion)  # a missing or malformed file fails here, before any model loads
         if self.reward_fn is not None:
+            from rl4rec.rewards.boundary import import_reward_fn
+
             import_reward_fn(self.reward_fn)  # a typo or a missing module fails here, before any model loads
         if self.prompt_file is not None and not Path(self.prompt_file).is_file():
             raise ConfigError(f"--prompt_file {self.prompt_file}: file not found.")
@@ -302,48 +304,6 @@ class TrainConfig(  # bases in reverse: --help lists the run's flags first, held
         """A config from flag values (e.g. the seed's ``argparse.Namespace``); keys that are not fields are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def import_reward_fn(spec: str) -> Any:
-    """The object ``--reward_fn module:attr`` names, imported (the current folder is importable).
-
-    Returns an ``RLRewardFunction`` subclass or any other callable; anything else is a :class:`ConfigError`.
-    """
-    import importlib
-    import os
-    import sys
-
-    from rl4rec.rewards.base import RLRewardFunction
-
-    module_name, _, attr = str(spec).partition(":")
-    if not module_name or not attr:
-        raise ConfigError(
-            f"--reward_fn must be module:attr (e.g. examples.custom_reward:CustomRewardFunction), got {spec!r}."
-        )
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # as under `python -m`, modules of the current folder import
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ConfigError(
-            f"--reward_fn {spec}: cannot import {module_name!r} ({type(exc).__name__}: {exc}). "
-            "Run from the folder that holds it, or install it."
-        ) from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"--reward_fn {spec}: {module_name!r} has no attribute {attr!r}.")
-        obj = getattr(obj, part)
-    if isinstance(obj, type) and not issubclass(obj, RLRewardFunction):
-        raise ConfigError(
-            f"--reward_fn {spec}: the class {obj.__name__} is not an RLRewardFunction subclass; name a subclass, "
-            "an instance or a TRL-style reward function."
-        )
-    if not callable(obj):
-        raise ConfigError(
-            f"--reward_fn {spec}: {type(obj).__name__} is not callable; name a reward function."
-        )
-    return obj
 
 
 def parse_train_args(argv: list[str] | None = None, defaults: dict[str, Any] | None = None) -> TrainConfig:

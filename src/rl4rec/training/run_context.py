@@ -8,7 +8,6 @@ the final checkpoint, the reward function and the result they return. ``TRLTrain
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import shutil
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_directory, atomic_write_text
 from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint
 from rl4rec.training.distributed import is_main_process
@@ -64,64 +62,6 @@ def lora_config(config: Any) -> Any:
 def checkpoint_step(checkpoint: Path) -> int:
     """N of ``checkpoint_step_N``."""
     return int(checkpoint.name.rsplit("_", 1)[1])
-
-
-def make_reward_function(config: Any, reward_fn: Any = None) -> Any:
-    """The run's reward: ``reward_fn`` (else ``--reward_fn``) when given, else the retrieval reward.
-
-    An ``RLRewardFunction`` subclass is built with the run's dataset, reward and retrieval settings;
-    an instance or a TRL-style function ``f(prompts=, completions=, **columns)`` is used as it is.
-    """
-    from rl4rec.retrieval.embedder import EmbedderConfig
-    from rl4rec.rewards.base import RLRewardFunction, create_reward_function
-    from rl4rec.training.config import import_reward_fn
-
-    if reward_fn is None and config.reward_fn is not None:
-        reward_fn = import_reward_fn(config.reward_fn)
-    if reward_fn is not None and not isinstance(reward_fn, type):
-        if not callable(reward_fn):
-            raise ConfigError(f"reward_fn must be callable, got {type(reward_fn).__name__}.")
-        return reward_fn
-    if reward_fn is not None and not issubclass(reward_fn, RLRewardFunction):
-        raise ConfigError(
-            f"reward_fn: the class {reward_fn.__name__} is not an RLRewardFunction subclass; pass a subclass, "
-            "an instance or a TRL-style reward function."
-        )
-    factory = create_reward_function if reward_fn is None else reward_fn
-    return factory(
-        retrieval_service_name=config.retrieval_service_name,
-        namespace=config.namespace,
-        dataset_name=config.dataset_name,
-        reward_type=config.reward_type,
-        k=config.k,
-        backend=config.retrieval,
-        mixed_weight=config.mixed_weight,
-        data_dir=config.data_dir,
-        embedder=EmbedderConfig(model_name=config.embedder),
-        address=config.ray_address,
-        retry_timeout_s=config.retry_timeout_s,
-        fusion=config.fusion,
-    )
-
-
-def is_rl_reward(reward_fn: Any) -> bool:
-    from rl4rec.rewards.base import RLRewardFunction
-
-    return isinstance(reward_fn, RLRewardFunction)
-
-
-def sync_reward(reward_fn: Any) -> Any:
-    """A TRL-style reward PPO can call: an ``async`` one (as TRL tells them apart) is run on each call."""
-    from trl.trainer.utils import is_async_callable
-
-    if not is_async_callable(reward_fn):
-        return reward_fn
-
-    def reward(**kwargs: Any) -> Any:
-        return asyncio.run(reward_fn(**kwargs))
-
-    reward.__name__ = getattr(reward_fn, "__name__", type(reward_fn).__name__)
-    return reward
 
 
 @dataclass

@@ -29,7 +29,7 @@ from rl4rec.data.splits import Example, leave_one_out
 from rl4rec.errors import ConfigError
 from rl4rec.policy.loading import DEFAULT_POLICY
 from rl4rec.training.config import ON_OFF_AUTO, TRAIN_TARGETS, HeldOutFlags, LoraFlags, check_prompt_flags
-from rl4rec.training.run_context import RunContext, checkpoint_step, lora_config, set_seed
+from rl4rec.training.run_context import RunContext, checkpoint_step, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -177,17 +177,6 @@ def _truncate_completions(rows: list[dict[str, Any]], tokenizer: Any, max_tokens
 
 
 # -- run ---------------------------------------------------------------------------------------------
-def _trainer_class() -> type:
-    from trl import SFTTrainer
-
-    from rl4rec.training.trl_backend import CheckpointPublishMixin
-
-    class Rl4recSFTTrainer(CheckpointPublishMixin, SFTTrainer):
-        pass
-
-    return Rl4recSFTTrainer
-
-
 def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     """Fine-tune and write ``checkpoint_final`` (LoRA merged); returns its path."""
     from datasets import Dataset
@@ -196,7 +185,7 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     from rl4rec.devices import resolve_device
     from rl4rec.policy.loading import load_policy
     from rl4rec.policy.precision import resolve_bf16
-    from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, add_heldout_callback
+    from rl4rec.training.trl_backend import build_run_trainer
 
     config.validate()
     device = resolve_device(config.device)
@@ -244,20 +233,8 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         activation_checkpointing=config.gradient_checkpointing,  # transformers 5's name
         dataloader_num_workers=0,
     )
-    metrics_cb = MetricsFileCallback(run.metrics_log)
-    trainer = _trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=lora_config(config),
-        callbacks=[metrics_cb, ProgressCallback(metrics_cb), *run.callbacks],
-    )
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.rl4rec_config = config
-    add_heldout_callback(trainer, run, tokenizer, config.max_completion_tokens, merge_lora=config.use_peft)
+    trainer = build_run_trainer("sft", run, model, tokenizer, args, Dataset.from_list(rows),
+                                max_new_tokens=config.max_completion_tokens, merge_lora=config.use_peft)  # fmt: skip
     done = checkpoint_step(resume_from) if resume_from is not None else 0
     if 0 < config.max_steps <= done and not config.use_peft:  # (a LoRA checkpoint holds adapters only)
         # HF would still run one more (zero learning-rate) step; the run is already complete.

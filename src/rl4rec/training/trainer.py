@@ -15,18 +15,11 @@ from typing import Any
 
 from rl4rec.devices import resolve_device
 from rl4rec.errors import ConfigError, ServiceError
+from rl4rec.rewards.boundary import build_reward, training_reward
 from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
 from rl4rec.training.config import TrainConfig
 from rl4rec.training.distributed import is_main_process, setup_process
-from rl4rec.training.run_context import (
-    RunContext,
-    TrainResult,
-    is_rl_reward,
-    lora_config,
-    make_reward_function,
-    set_seed,
-    sync_reward,
-)
+from rl4rec.training.run_context import RunContext, TrainResult, set_seed
 from rl4rec.training.run_log import CompletionRecorder
 from rl4rec.training.tracking import resolve_log_with
 
@@ -79,7 +72,7 @@ class TRLTrainer:
         # The reward comes first: a missing service or dataset fails before the run directory is touched
         # and before minutes of model loading.
         run = self.run
-        run.reward_fn = make_reward_function(config, self.custom_reward)
+        run.reward_fn = build_reward(config, self.custom_reward)
         resume_from = run.resume_checkpoint()
         run.prepare(resume_from)
         set_seed(config.seed)
@@ -92,24 +85,13 @@ class TRLTrainer:
                 logger.warning(
                     "PPO ignores %s (GRPO/RLOO flags); its KL penalty is --kl_coef.", ", ".join(ignored)
                 )
-            # An RLRewardFunction goes through PPO's own adapter (ranks and completions logged); any
-            # other (TRL-style) function is PPO's reward as it is.
-            custom = None if is_rl_reward(run.reward_fn) else sync_reward(run.reward_fn)
-            return run_ppo(run, device, resume_from, reward=custom)
+            return run_ppo(run, device, resume_from)
         return self._train_trl(device, resume_from)
 
     def _train_trl(self, device: str, resume_from: Path | None) -> TrainResult:
-        from rl4rec.metrics import reward_name
         from rl4rec.policy.loading import load_policy
-        from rl4rec.rewards.trl_adapter import to_async_trl_reward, to_trl_reward
-        from rl4rec.training.callbacks import (
-            MetricsFileCallback,
-            ProgressCallback,
-            StepTimer,
-            add_heldout_callback,
-        )
         from rl4rec.training.data import build_train_dataset
-        from rl4rec.training.trl_backend import epoch_limited_steps, trainer_class, trl_args
+        from rl4rec.training.trl_backend import build_run_trainer, epoch_limited_steps, trl_args
 
         config, run = self.config, self.run
         args = trl_args(config, device)  # validates the TRL-side mapping before loading anything
@@ -122,27 +104,10 @@ class TRLTrainer:
                         config.num_epochs)  # fmt: skip
         recorder = CompletionRecorder(run.completions_log, config.log_completions)
         recorder = recorder if is_main_process() else None  # completions.jsonl: rank 0's rollouts only
-        if is_rl_reward(reward_fn):
-            adapter = to_async_trl_reward if config.retrieval == "ray" else to_trl_reward
-            reward = adapter(reward_fn, name=reward_name(config.reward_type, config.k), recorder=recorder)
-        else:  # a TRL-style function: TRL calls it as it is
-            reward = reward_fn
-        metrics_cb = MetricsFileCallback(run.metrics_log)
-        trainer = trainer_class(config.algorithm)(
-            model=model,
-            reward_funcs=[reward],
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=tokenizer,
-            peft_config=lora_config(config),
-            callbacks=[metrics_cb, ProgressCallback(metrics_cb), *run.callbacks],
-        )
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace it
-        trainer.rl4rec_config = config
-        trainer.step_timer = StepTimer()
-        add_heldout_callback(trainer, run, tokenizer, config.max_new_tokens)
+        # Async with the Ray service: TRL then awaits several reward calls at once.
+        reward = training_reward(reward_fn, recorder=recorder, concurrent=config.retrieval == "ray")
+        trainer = build_run_trainer(config.algorithm, run, model, tokenizer, args, train_dataset, [reward],
+                                    max_new_tokens=config.max_new_tokens)  # fmt: skip
         if resume_from is not None:
             logger.info("resuming from %s", resume_from)
         try:

@@ -37,11 +37,15 @@ logger = logging.getLogger(__name__)
 class CheckpointPublishMixin:
     """Publishes HF's ``checkpoint-N`` as ``checkpoint_step_N`` (atomically) with the run config.
 
-    Mixed into every HF/TRL trainer rl4rec runs (GRPO, RLOO, SFT); expects ``self.rl4rec_config`` (any
-    config with ``to_json()``) to be set after init.
+    Mixed into every HF/TRL trainer rl4rec runs (GRPO, RLOO, SFT); takes ``rl4rec_config`` (any config
+    with ``to_json()``) as a keyword of ``__init__``. Build them with :func:`build_trainer`.
     """
 
     rl4rec_config: Any
+
+    def __init__(self, *args: Any, rl4rec_config: Any, **kwargs: Any) -> None:
+        self.rl4rec_config = rl4rec_config  # before the base init: nothing there may miss it
+        super().__init__(*args, **kwargs)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         # TRL/HF write output_dir/checkpoint-N (model, tokenizer, optimizer, scheduler, RNG, state);
@@ -60,12 +64,15 @@ class CheckpointPublishMixin:
 
 
 class Rl4recTrainerMixin(CheckpointPublishMixin):
-    """Mixed into TRL trainers; expects ``self.rl4rec_config`` (TrainConfig) to be set after init."""
+    """Mixed into TRL's GRPO/RLOO trainers: step timing, shared prefixes, group-keeping micro-batches."""
 
     rl4rec_config: TrainConfig
-    step_timer: StepTimer
     #: Plain-computation tokens per shared-computation token of the last rollout batch (the ideal speed-up).
     prefix_token_ratio: float | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.step_timer = StepTimer()
+        super().__init__(*args, **kwargs)
 
     def _generate_single_turn(self, prompt_ids: Any, images: Any, multimodal_fields: Any, *args: Any,
                               **kwargs: Any) -> Any:  # fmt: skip
@@ -188,6 +195,57 @@ class Rl4recRLOOTrainer(Rl4recTrainerMixin, RLOOTrainer):
     pass
 
 
+def _sft_class() -> type:
+    from trl import SFTTrainer
+
+    class Rl4recSFTTrainer(CheckpointPublishMixin, SFTTrainer):
+        pass
+
+    return Rl4recSFTTrainer
+
+
+def build_trainer(
+    kind: str,
+    config: Any,
+    model: Any,
+    tokenizer: Any,
+    args: Any,
+    train_dataset: Any,
+    reward_funcs: list[Any] | None = None,
+    callbacks: list[Any] | None = None,
+    peft_config: Any = None,
+) -> Any:
+    """The one way an rl4rec HF trainer is made: ``kind`` grpo | rloo | sft, its config and callbacks given
+    at construction (HF's console printer removed: rl4rec's progress bar and metrics.jsonl replace it)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    cls = {"grpo": Rl4recGRPOTrainer, "rloo": Rl4recRLOOTrainer}.get(kind) or (
+        _sft_class() if kind == "sft" else None
+    )
+    if cls is None:
+        raise ValueError(f"unknown trainer kind {kind!r}: grpo, rloo or sft")
+    extra = {"reward_funcs": reward_funcs} if kind != "sft" else {}
+    trainer = cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                  peft_config=peft_config, callbacks=list(callbacks or []), rl4rec_config=config, **extra)  # fmt: skip
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def build_run_trainer(kind: str, run: Any, model: Any, tokenizer: Any, args: Any, train_dataset: Any,
+                      reward_funcs: list[Any] | None = None, max_new_tokens: int = 64,
+                      merge_lora: bool = False) -> Any:  # fmt: skip
+    """:func:`build_trainer` for a run: metrics.jsonl, the progress bar, the run's own callbacks, LoRA from its
+    config, and its held-out schedule (``--eval_steps``)."""
+    from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, add_heldout_callback
+    from rl4rec.training.run_context import lora_config
+
+    metrics_cb = MetricsFileCallback(run.metrics_log)
+    trainer = build_trainer(kind, run.config, model, tokenizer, args, train_dataset, reward_funcs,
+                            [metrics_cb, ProgressCallback(metrics_cb), *run.callbacks], lora_config(run.config))  # fmt: skip
+    add_heldout_callback(trainer, run, tokenizer, max_new_tokens, merge_lora=merge_lora)
+    return trainer
+
+
 def report_to(config: TrainConfig) -> list[str]:
     """HF ``report_to`` for ``--log_with`` (the backend must already be checked as installed)."""
     return [] if config.log_with == "none" else [config.log_with]
@@ -248,7 +306,3 @@ def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
     if config.algorithm == "grpo":
         return GRPOConfig(loss_type=config.loss_type, **common)
     return RLOOConfig(**common)
-
-
-def trainer_class(algorithm: str) -> type:
-    return {"grpo": Rl4recGRPOTrainer, "rloo": Rl4recRLOOTrainer}[algorithm]

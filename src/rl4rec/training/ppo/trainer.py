@@ -54,9 +54,9 @@ from rl4rec.training.run_context import RunContext, TrainResult, lora_config
 logger = logging.getLogger(__name__)
 
 
-def run_ppo(run: RunContext, device: str, resume_from: Path | None, reward: Any = None) -> TrainResult:
-    """Train ``run.config`` with PPO; ``reward`` (a TRL-style reward function) replaces ``run.reward_fn``."""
-    return PPORun(run, device, resume_from, reward).train()
+def run_ppo(run: RunContext, device: str, resume_from: Path | None) -> TrainResult:
+    """Train ``run.config`` with PPO on ``run.reward_fn`` (any reward shape; see :mod:`rl4rec.rewards.boundary`)."""
+    return PPORun(run, device, resume_from).train()
 
 
 class PPORun:
@@ -81,7 +81,7 @@ class PPORun:
                 f"--batch_size ({config.batch_size}) over {world} processes gives {self.local_batch} completions "
                 f"per process, not a multiple of --num_generations ({self.group})."
             )
-        self.reward = reward if reward is not None else self._default_reward()
+        self.reward = reward if reward is not None else self._reward()
         self.reward_name = getattr(self.reward, "__name__", "reward")
 
     @property
@@ -90,18 +90,14 @@ class PPORun:
         return bool(self.config.shared_prefix and self.group > 1)
 
     # -- construction ------------------------------------------------------------------------------
-    def _default_reward(self) -> Any:
-        from rl4rec.metrics import reward_name
-        from rl4rec.rewards.trl_adapter import to_trl_reward
+    def _reward(self) -> Any:
+        """The run's reward in TRL's convention, called synchronously (PPO has one reward batch per step)."""
+        from rl4rec.rewards.boundary import sync_training_reward
         from rl4rec.training.run_log import CompletionRecorder
 
-        config = self.config
-        recorder = CompletionRecorder(self.run.completions_log, config.log_completions)
-        # A synchronous call per rollout batch: PPO has one reward batch per step, nothing to overlap.
-        return to_trl_reward(
-            self.run.reward_fn,
-            name=reward_name(config.reward_type, config.k),
-            recorder=recorder if self.acc.is_main_process else None,
+        recorder = CompletionRecorder(self.run.completions_log, self.config.log_completions)
+        return sync_training_reward(
+            self.run.reward_fn, recorder=recorder if self.acc.is_main_process else None
         )
 
     def _build_model(self) -> tuple[PolicyAndValue, Any]:
