@@ -15,7 +15,8 @@ from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.compare import compare_runs
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.report import write_report
-from rl4rec.evaluation.runner import RANKS_FILE, read_ranks, run_evaluation
+from rl4rec.evaluation.runner import read_ranks, run_evaluation
+from rl4rec.run_layout import RANKS_FILE
 from rl4rec.statistics import interval, metric_table, paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +179,7 @@ def test_dtype_reaches_the_policy_and_the_run_identity(dtype: str, ml100k_dir: P
 
     from rl4rec.data.dataset import load_dataset
     from rl4rec.evaluation import policy_queries
-    from rl4rec.evaluation.runner import identity
+    from rl4rec.evaluation.resolved import identity, resolve
     from rl4rec.policy import loading
 
     seen = {}
@@ -189,10 +190,12 @@ def test_dtype_reaches_the_policy_and_the_run_identity(dtype: str, ml100k_dir: P
 
     monkeypatch.setattr(loading, "load_policy", fake_load_policy)
     config = EvalConfig(dataset="ml-100k", data_dir=str(ml100k_dir), method="zero-shot", dtype=dtype)
+    resolved = resolve(config)
     with pytest.raises(RuntimeError, match="loaded"):
-        policy_queries.load_query_writer(config, load_dataset("ml-100k", str(ml100k_dir)))
+        policy_queries.load_query_writer(config, load_dataset("ml-100k", str(ml100k_dir)), resolved.model,
+                                         resolved.prompt)  # fmt: skip
     assert seen["dtype"] == (None if dtype == "auto" else torch.bfloat16)
-    generation = identity(config, "embedder")["generation"]
+    generation = identity(resolved, "embedder")["generation"]
     assert generation.get("dtype") == (None if dtype == "auto" else "bfloat16")
     with pytest.raises(ConfigError, match="--dtype"):
         EvalConfig(dataset="ml-100k", method="zero-shot", dtype="float16").validate()

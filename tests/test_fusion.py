@@ -186,7 +186,9 @@ def test_tune_refuses_test_queries(ml100k_dir, tmp_path):
 
 def test_queries_from_reranks_stored_texts_without_a_model(ml100k, ml100k_dir, service, tmp_path):
     from rl4rec.evaluation.config import EvalConfig
-    from rl4rec.evaluation.runner import CONFIG_FILE, RANKS_FILE, read_ranks, run_evaluation
+    from rl4rec.evaluation.runner import read_ranks, run_evaluation
+    from rl4rec.run_layout import EVAL_CONFIG_FILE as CONFIG_FILE
+    from rl4rec.run_layout import RANKS_FILE
 
     examples = leave_one_out(ml100k.sequences, "test").examples
     chosen = {e.user_id: e for e in examples[:30]}
@@ -209,8 +211,9 @@ def test_queries_from_reranks_stored_texts_without_a_model(ml100k, ml100k_dir, s
     run = tmp_path / "fused"
     cfg = EvalConfig(**base, fusion=str(tmp_path / "f.json"), num_users=0, run_dir=str(run))
     from rl4rec.evaluation.methods import make_method
+    from rl4rec.evaluation.resolved import resolve
 
-    method = make_method(cfg.validate(), ml100k, service)
+    method = make_method(resolve(cfg.validate()), ml100k, service)
     ranks, queries = method.rank([chosen[u] for u in sample_users])
     want = service.rank(
         [texts[u] for u in sample_users], "ml-100k", [chosen[u].target for u in sample_users],

@@ -14,8 +14,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from rl4rec.errors import ConfigError, Rl4recError
+from rl4rec.run_layout import BEST_NAME
 from rl4rec.training.config import TrainConfig, parse_train_args
-from rl4rec.training.heldout import BEST_NAME, HeldOutEvaluator, HeldOutSchedule, due
+from rl4rec.training.heldout import HeldOutEvaluator, HeldOutSchedule, due
 
 
 def test_schedule_is_step_zero_every_n_and_the_last_step():

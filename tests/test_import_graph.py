@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: Floors, ground first. A module may import from its own subpackage and from any lower floor only.
 FLOORS: list[set[str]] = [
     {"rl4rec", "rl4rec.errors"},
-    {"rl4rec.io", "rl4rec.devices", "rl4rec.metrics", "rl4rec.config_cli"},
+    {"rl4rec.io", "rl4rec.devices", "rl4rec.metrics", "rl4rec.config_cli", "rl4rec.run_layout"},
     {"rl4rec.data", "rl4rec.statistics"},
     {"rl4rec.policy", "rl4rec.retrieval"},
     {"rl4rec.rewards"},
@@ -90,3 +90,10 @@ def test_imports_only_go_down():
 @pytest.mark.parametrize("leaf", ["rl4rec.metrics", "rl4rec.errors"])
 def test_ground_floor_modules_import_no_subpackage_above_errors(leaf):
     assert {subpackage(b) for b in import_graph().successors(leaf)} <= {"rl4rec.errors"}
+
+
+def test_evaluation_needs_nothing_of_training():
+    """Run-directory names live at the ground floor (rl4rec.run_layout): evaluating never imports a trainer."""
+    edges = [f"{a} -> {b}" for a, b in import_graph().edges
+             if subpackage(a) == "rl4rec.evaluation" and subpackage(b) == "rl4rec.training"]  # fmt: skip
+    assert edges == []

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from rl4rec.errors import ConfigError, DataError
-from rl4rec.evaluation.run_files import CONFIG_FILE, candidate_counts, read_ranks
+from rl4rec.evaluation.run_files import candidate_counts, read_ranks
 from rl4rec.io import atomic_write_json
+from rl4rec.run_layout import EVAL_CONFIG_FILE as CONFIG_FILE
 from rl4rec.statistics import paired_difference
 
 

@@ -106,6 +106,7 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
     from rl4rec.data.dataset import load_dataset
     from rl4rec.data.splits import leave_one_out, sample_users
     from rl4rec.evaluation.policy_queries import load_query_writer
+    from rl4rec.evaluation.resolved import resolve
     from rl4rec.metrics import count_candidates
     from rl4rec.retrieval.embedder import EmbedderConfig
     from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, load_fusion
@@ -119,7 +120,10 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
         leave_one_out(dataset.sequences, config.split).examples, config.num_users, config.seed
     )
     service = local_service(config.dataset, config.data_dir, EmbedderConfig(model_name=config.embedder))
-    builder, generator, settings = load_query_writer(config.eval_config(), dataset)
+    resolved = resolve(config.eval_config())
+    assert resolved.model is not None and resolved.prompt is not None
+    settings = resolved.prompt
+    builder, generator = load_query_writer(resolved.config, dataset, resolved.model, settings)
     fusion = load_fusion(config.fusion)
     k, texts = config.samples, []
     step = config.users_per_batch

@@ -29,9 +29,9 @@ import torch
 from rl4rec.data.dataset import RecDataset
 from rl4rec.data.splits import Example, training_interactions
 from rl4rec.errors import DataError
-from rl4rec.evaluation.config import EvalConfig
 from rl4rec.evaluation.ranking import Method, ScoreMethod, TextMethod
-from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig, load_fusion
+from rl4rec.evaluation.resolved import ResolvedEval
+from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig
 from rl4rec.retrieval.recall import build_prompts
 
 logger = logging.getLogger(__name__)
@@ -164,23 +164,17 @@ class StoredQuery(TextMethod):
         return [self.texts[e.user_id] for e in examples]
 
 
-def resolve_fusion(config: EvalConfig) -> FusionConfig | None:
-    """The fusion a run uses: its --fusion file, history-fusion's built-in weights, or None (text only)."""
-    fusion = load_fusion(config.fusion)
-    if config.method == "history-fusion":
-        return dataclasses.replace(fusion or DEFAULT_HISTORY_FUSION, w_text=0.0)
-    return fusion
-
-
-def make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Method:
-    """The method ``config.method`` names (LLM methods load their policy here)."""
-    method = _make_method(config, dataset, service)
+def make_method(resolved: ResolvedEval, dataset: RecDataset, service: Any) -> Method:
+    """The method ``resolved.config.method`` names, from the settings resolved once (LLM methods load their
+    policy here)."""
+    method = _make_method(resolved, dataset, service)
     if isinstance(method, TextMethod):
-        method.fusion = resolve_fusion(config)
+        method.fusion = resolved.fusion
     return method
 
 
-def _make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Method:
+def _make_method(resolved: ResolvedEval, dataset: RecDataset, service: Any) -> Method:
+    config = resolved.config
     if config.method == "random":
         return RandomScores(dataset.n_items, config.seed)
     if config.method == "popularity":
@@ -196,16 +190,16 @@ def _make_method(config: EvalConfig, dataset: RecDataset, service: Any) -> Metho
 
         return FirstCandidate(service, dataset, RecallStage(service, dataset.name, config.candidate_fusion,
                                                              int(config.candidates or 0)))  # fmt: skip
-    if config.queries_from:
-        from rl4rec.evaluation.run_files import read_queries
-
-        _, texts = read_queries(config.queries_from, dataset.name, config.split)
-        return StoredQuery(service, dataset.name, texts, config.queries_from, config.method)
+    if resolved.queries is not None:
+        return StoredQuery(service, dataset.name, resolved.queries, str(config.queries_from), config.method)
     if config.method == "sasrec":
         from rl4rec.evaluation.sasrec import sasrec_method
 
         return sasrec_method(config, dataset)
     from rl4rec.evaluation.policy_queries import load_query_writer
 
-    builder, generator, settings = load_query_writer(config, dataset)
-    return GeneratedQuery(service, dataset.name, builder, generator, config.method, settings, config.seed)
+    assert resolved.model is not None and resolved.prompt is not None
+    builder, generator = load_query_writer(config, dataset, resolved.model, resolved.prompt)
+    return GeneratedQuery(
+        service, dataset.name, builder, generator, config.method, resolved.prompt, config.seed
+    )

@@ -19,8 +19,7 @@ from rl4rec.data.dataset import RecDataset
 from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
 from rl4rec.errors import DataError
 from rl4rec.evaluation.config import EvalConfig
-from rl4rec.policy.loading import DEFAULT_POLICY
-from rl4rec.training.checkpoints import RUN_CONFIG
+from rl4rec.run_layout import RUN_CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +57,17 @@ def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
     return out
 
 
-def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBuilder, Any, dict[str, Any]]:
-    """The prompt builder, the generator (its policy loaded on ``config.device``) and the resolved prompt
-    settings (for :func:`rl4rec.retrieval.recall.build_prompts`) of an LLM method."""
+def load_query_writer(
+    config: EvalConfig, dataset: RecDataset, model_name: str, settings: dict[str, Any]
+) -> tuple[PromptBuilder, Any]:
+    """The prompt builder and the generator (the policy loaded on ``config.device``) of an LLM method, for the
+    resolved ``model_name`` and prompt ``settings`` (:mod:`rl4rec.evaluation.resolved`)."""
     import torch
 
     from rl4rec.devices import resolve_device
     from rl4rec.policy.generation import GenerationSettings, make_generator
     from rl4rec.policy.loading import load_policy, resolve_model_path
 
-    model_name = config.model or DEFAULT_POLICY
-    settings = prompt_settings(config, model_name)
     device = resolve_device(config.device)
     dtype = None if config.dtype == "auto" else getattr(torch, config.dtype)
     model, tokenizer = load_policy(model_name, device=device, dtype=dtype)
@@ -89,4 +88,4 @@ def load_query_writer(config: EvalConfig, dataset: RecDataset) -> tuple[PromptBu
     logger.info(
         "evaluate: %s with %s on %s (%s)", config.method, model_name, device, type(generator).__name__
     )
-    return builder, generator, settings
+    return builder, generator

@@ -13,9 +13,9 @@ from typing import Any
 
 from rl4rec.errors import DataError
 from rl4rec.evaluation.plots import heldout_curves, methods_chart, training_curves
-from rl4rec.evaluation.run_files import RESULTS_FILE, read_ranks
+from rl4rec.evaluation.run_files import read_ranks
 from rl4rec.io import atomic_write_text
-from rl4rec.training.run_log import METRICS_FILE
+from rl4rec.run_layout import METRICS_FILE, RESULTS_FILE
 
 TABLE_METRICS = ("ndcg@10", "hit@10", "mrr@10", "ndcg@20", "hit@20", "auc")
 

@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rl4rec.errors import ConfigError, DataError
+from rl4rec.run_layout import EVAL_CONFIG_FILE, RANKS_FILE
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "eval_config.json"
-RANKS_FILE = "ranks.jsonl"
-RESULTS_FILE = "results.json"
 
 
 def candidate_counts(records: list[dict[str, Any]]) -> list[int] | None:
@@ -55,10 +52,10 @@ def read_queries(run_dir: str | Path, dataset: str, split: str) -> tuple[dict[st
     """``(identity, {user_id: query})`` of an ``rl4rec evaluate`` run, checked against dataset and split."""
     path = Path(run_dir)
     try:
-        ident = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("identity", {})
+        ident = json.loads((path / EVAL_CONFIG_FILE).read_text(encoding="utf-8")).get("identity", {})
     except FileNotFoundError:
         raise DataError(
-            f"{path}: not an evaluation run (no {CONFIG_FILE}); pass an `rl4rec evaluate` run_dir."
+            f"{path}: not an evaluation run (no {EVAL_CONFIG_FILE}); pass an `rl4rec evaluate` run_dir."
         ) from None
     if ident.get("dataset") != dataset:
         raise ConfigError(f"{path} is a run on {ident.get('dataset')!r}, not {dataset!r}.")

@@ -22,9 +22,12 @@ from rl4rec.data.dataset import load_dataset
 from rl4rec.data.splits import Example, leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.config import EvalConfig
-from rl4rec.evaluation.run_files import CONFIG_FILE, RANKS_FILE, RESULTS_FILE, read_ranks
+from rl4rec.evaluation.resolved import identity, resolve
+from rl4rec.evaluation.run_files import read_ranks
 from rl4rec.io import atomic_write_json, atomic_write_text
 from rl4rec.metrics import count_candidates
+from rl4rec.run_layout import EVAL_CONFIG_FILE as CONFIG_FILE
+from rl4rec.run_layout import RANKS_FILE, RESULTS_FILE
 from rl4rec.statistics import metric_table
 
 logger = logging.getLogger(__name__)
@@ -32,53 +35,6 @@ logger = logging.getLogger(__name__)
 TIES = "pessimistic: items scoring equal to the target rank above it"
 #: Examples per chunk for score-only baselines (bounds the [chunk, n_items] score matrix).
 SCORE_CHUNK = 256
-
-
-def identity(config: EvalConfig, embedder_id: str | None) -> dict[str, Any]:
-    """The settings that change the ranks; a resumed run must match them exactly."""
-    ident: dict[str, Any] = {
-        "dataset": config.dataset,
-        "split": config.split,
-        "method": config.method,
-        "seed": config.seed,
-        "num_users": config.users_to_evaluate(),
-        "embedder": embedder_id,
-    }
-    if config.method == "history-mean":
-        ident["history_n"] = config.history_n
-    from rl4rec.evaluation.methods import resolve_fusion
-
-    fusion = resolve_fusion(config)
-    if fusion is not None:
-        ident["fusion"] = fusion.to_dict()
-    if config.method == "sasrec":
-        from rl4rec.evaluation.sasrec import sasrec_config
-
-        ident["sasrec"] = sasrec_config(config).key_fields()
-    if config.queries_from:  # the texts are that run's: its model, prompts and decoding are the identity
-        from rl4rec.evaluation.run_files import read_queries
-
-        source, _ = read_queries(config.queries_from, config.dataset, config.split)
-        ident["queries_from"] = {"run_dir": str(Path(config.queries_from).resolve()), **source}
-        return ident
-    if config.is_llm:
-        from rl4rec.evaluation.policy_queries import prompt_settings
-        from rl4rec.policy.loading import DEFAULT_POLICY
-
-        model = config.model or DEFAULT_POLICY
-        ident.update(
-            model=str(Path(model).resolve()) if Path(model).exists() else model,
-            prompt=prompt_settings(config, model),
-            generation={
-                "max_new_tokens": config.max_new_tokens,
-                "temperature": config.temperature,
-                "top_p": config.top_p if config.temperature > 0 else 1.0,
-                "decoding": "greedy" if config.temperature == 0 else "sampling",
-            },
-        )
-        if config.dtype != "auto":  # absent for "auto", so runs written before the flag still resume
-            ident["generation"]["dtype"] = config.dtype
-    return ident
 
 
 def _backfill_candidates(run_dir: Path, done: dict[int, dict[str, Any]], candidates: dict[int, int]) -> None:
@@ -142,7 +98,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         name = "all-MiniLM-L6-v2" if config.embedder == "default" else config.embedder
         embedder_id = f"{name} (dim {service.embedder.dim}, cosine)"
     run_dir = config.resolved_run_dir()
-    ident = identity(config, embedder_id)
+    resolved = resolve(config)
+    ident = identity(resolved, embedder_id)
     done = _prepare_run_dir(run_dir, ident, config)
     # Candidates per user (catalogue minus masked history): AUC's denominator, stored with each rank.
     counts = count_candidates(dataset.n_items, [e.target for e in examples], [e.history for e in examples])
@@ -153,7 +110,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     if todo:
         from rl4rec.evaluation.methods import make_method
 
-        method = make_method(config, dataset, service)
+        method = make_method(resolved, dataset, service)
         chunk = config.batch_size if config.is_llm else SCORE_CHUNK
         with tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"evaluate {config.method}",
                   unit="user", dynamic_ncols=True) as bar:  # fmt: skip

@@ -17,10 +17,8 @@ import shutil
 from pathlib import Path
 
 from rl4rec.errors import RESTART_SERVICE_HINT, ServiceError
+from rl4rec.run_layout import STEP_PREFIX
 
-STEP_PREFIX = "checkpoint_step_"
-FINAL_NAME = "checkpoint_final"
-RUN_CONFIG = "run_config.json"
 _STEP_RE = re.compile(rf"^{STEP_PREFIX}(\d+)$")
 #: Files a step checkpoint must contain to be resumable.
 REQUIRED_FOR_RESUME = ("trainer_state.json", "config.json")

@@ -29,12 +29,10 @@ import numpy as np
 
 from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_write_json, atomic_write_text
+from rl4rec.run_layout import BEST_FILE, BEST_NAME, HELDOUT_DIR
 
 logger = logging.getLogger(__name__)
 
-HELDOUT_DIR = "heldout"
-BEST_NAME = "checkpoint_best"
-BEST_FILE = "best.json"
 #: Metrics of each evaluation (over the users' ranks): AUC and the top-10 metrics.
 KS = (10,)
 

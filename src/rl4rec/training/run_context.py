@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from rl4rec.io import atomic_directory, atomic_write_text
-from rl4rec.training.checkpoints import FINAL_NAME, RUN_CONFIG, clean_partial, latest_checkpoint
+from rl4rec.run_layout import COMPLETIONS_FILE, FINAL_NAME, METRICS_FILE, RUN_CONFIG
+from rl4rec.training.checkpoints import clean_partial, latest_checkpoint
 from rl4rec.training.distributed import is_main_process
-from rl4rec.training.run_log import COMPLETIONS_FILE, METRICS_FILE, JsonlLog
+from rl4rec.training.run_log import JsonlLog
 
 logger = logging.getLogger(__name__)
 

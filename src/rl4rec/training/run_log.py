@@ -18,9 +18,6 @@ from typing import Any
 from rl4rec.data.prompts import prompt_to_text
 from rl4rec.io import atomic_write_text
 
-METRICS_FILE = "metrics.jsonl"
-COMPLETIONS_FILE = "completions.jsonl"
-
 #: TRL log keys -> our metrics.jsonl keys (others are kept under their own names).
 RENAME = {
     "completions/mean_length": "completion_length",

@@ -16,7 +16,8 @@ from typing import Any
 from rl4rec.devices import resolve_device
 from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.rewards.boundary import build_reward, training_reward
-from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
+from rl4rec.run_layout import FINAL_NAME
+from rl4rec.training.checkpoints import service_stopped_error, step_dir
 from rl4rec.training.config import TrainConfig
 from rl4rec.training.distributed import is_main_process, setup_process
 from rl4rec.training.run_context import RunContext, TrainResult, set_seed

@@ -26,8 +26,9 @@ from rl4rec.policy.shared_prefix import (
     sharing_generate,
     token_ratio,
 )
+from rl4rec.run_layout import RUN_CONFIG
 from rl4rec.training.callbacks import StepTimer
-from rl4rec.training.checkpoints import RUN_CONFIG, publish, step_dir
+from rl4rec.training.checkpoints import publish, step_dir
 from rl4rec.training.config import TrainConfig
 from rl4rec.training.distributed import accumulation_steps
 

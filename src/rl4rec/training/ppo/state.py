@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_directory
-from rl4rec.training.checkpoints import RUN_CONFIG
+from rl4rec.run_layout import RUN_CONFIG
 from rl4rec.training.ppo.value import PolicyAndValue
 
 TRAINER_STATE = "trainer_state.json"

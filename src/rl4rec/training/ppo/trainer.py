@@ -30,7 +30,8 @@ from rl4rec.errors import ConfigError, ServiceError
 from rl4rec.policy.generation import render_prompts
 from rl4rec.policy.precision import resolve_bf16
 from rl4rec.policy.shared_prefix import find_groups, token_ratio
-from rl4rec.training.checkpoints import FINAL_NAME, service_stopped_error, step_dir
+from rl4rec.run_layout import FINAL_NAME
+from rl4rec.training.checkpoints import service_stopped_error, step_dir
 from rl4rec.training.distributed import accumulation_steps
 from rl4rec.training.heldout import heldout_schedule
 from rl4rec.training.ppo import losses as L
