@@ -70,7 +70,7 @@ def test_prompt_keeps_every_candidate_within_the_budget(ml100k, policy_tokenizer
     prompts, lists = build_prompts(builder, examples, {"candidates": 10}, stage.service, "ml-100k")
     for prompt, items in zip(prompts, lists, strict=True):
         text = prompt[-1]["content"]
-        assert all(f"{i + 1}. {ml100k.item_text(item)}" in text for i, item in enumerate(items))
+        assert all(f"{i + 1}. {ml100k.short_item_texts[item - 1]}" in text for i, item in enumerate(items))
         assert builder.count_tokens(prompt) <= 512  # history items were dropped to fit, never a candidate
     short = PromptBuilder(ml100k, policy_tokenizer, PromptConfig(max_items=10)).build(
         examples[0].history, lists[0]

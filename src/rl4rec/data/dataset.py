@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
@@ -77,6 +78,14 @@ class RecDataset:
 
     def item_text(self, item_id: int) -> str:
         return self.item_texts[item_id - 1]
+
+    @functools.cached_property
+    def short_item_texts(self) -> list[str]:
+        """A compact rendering (no category path, at most 120 characters) for long lists such as candidates."""
+        config = self.text_config
+        fields = tuple(f for f in config.fields if f not in ("categories", "genres")) or config.fields
+        short = dataclasses.replace(config, fields=fields, max_chars=120)
+        return [render_item_text(self.items[i], short, item_id=i) for i in range(1, self.n_items + 1)]
 
     def stats(self) -> dict[str, Any]:
         lengths = [len(s) for s in self.sequences.values()]

@@ -112,9 +112,13 @@ class PromptBuilder:
         )
 
     def candidates_text(self, candidates: Sequence[int]) -> str:
-        """The recall stage's candidates, numbered in the order given (ranked or shuffled by the caller)."""
+        """The recall stage's candidates, numbered in the order given (ranked or shuffled by the caller).
+
+        Compact (no category path): the history above already shows the categories, and K full item texts
+        would take most of a CPU-sized prompt budget.
+        """
         ds = self.dataset
-        lines = [f"{i + 1}. {ds.item_text(item)}" for i, item in enumerate(candidates)]
+        lines = [f"{i + 1}. {ds.short_item_texts[item - 1]}" for i, item in enumerate(candidates)]
         return f"Candidate {ds.item_noun}s suggested by the user's history:\n" + "\n".join(lines)
 
     def _content(self, history: Sequence[int], candidates: Sequence[int] | None) -> str:
