@@ -66,12 +66,12 @@ def test_training_candidates_never_use_validation_or_test_targets(ml100k, ml100k
 
 def test_prompt_keeps_every_candidate_within_the_budget(ml100k, policy_tokenizer, stage):
     examples = sample_users(leave_one_out(ml100k.sequences, "train").examples, 8, 2)
-    builder = PromptBuilder(ml100k, policy_tokenizer, PromptConfig(max_items=10, max_length=512))
+    builder = PromptBuilder(ml100k, policy_tokenizer, PromptConfig(max_items=10, max_length=320))
     prompts, lists = build_prompts(builder, examples, {"candidates": 10}, stage.service, "ml-100k")
     for prompt, items in zip(prompts, lists, strict=True):
         text = prompt[-1]["content"]
         assert all(f"{i + 1}. {ml100k.short_item_texts[item - 1]}" in text for i, item in enumerate(items))
-        assert builder.count_tokens(prompt) <= 512  # history items were dropped to fit, never a candidate
+        assert builder.count_tokens(prompt) <= 320  # history items were dropped to fit, never a candidate
     short = PromptBuilder(ml100k, policy_tokenizer, PromptConfig(max_items=10)).build(
         examples[0].history, lists[0]
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rl4rec.cli import main as rl4rec
 from rl4rec.config_cli import opt, parse_config
+from rl4rec.policy.loading import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def demo_main(argv: list[str]) -> int:
         _run(["prepare", "--dataset", "ml-100k", "--data_dir", args.data_dir])
     _run(["stats", "--dataset", "ml-100k", "--data_dir", args.data_dir])
     _run(["prompts", "show", "--dataset", "ml-100k", "--data_dir", args.data_dir, "--split", "test",
-          "--model", "smollm2-135m-instruct", "--max_length", "256"])  # fmt: skip
+          "--model", DEFAULT_POLICY, "--max_length", "256"])  # fmt: skip
 
     run_dir = out / "grpo"
     _run(["train", *DEMO_TRAIN_FLAGS, "--data_dir", args.data_dir, "--max_steps", str(args.max_steps),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from rl4rec.config_cli import opt
 from rl4rec.data.dataset import RecDataset
@@ -27,7 +27,8 @@ _FIELD_WORDS = {
 }
 
 
-PROMPT_ORDERS = ("oldest_first", "recent_first")
+OLDEST_FIRST, RECENT_FIRST = "oldest_first", "recent_first"
+PROMPT_ORDERS = (OLDEST_FIRST, RECENT_FIRST)
 CANDIDATE_ORDERS = ("ranked", "shuffled")
 
 
@@ -37,7 +38,7 @@ class PromptFlags:
     command's own: the seed's 128 for train, 256 elsewhere). ``evaluate`` reads them from the checkpoint."""
 
     max_history_items: int = opt(10, "Most recent history items shown in a prompt.", at_least=1)
-    prompt_order: str = opt("oldest_first", "oldest_first | recent_first.", one_of=PROMPT_ORDERS)
+    prompt_order: str = opt(OLDEST_FIRST, "oldest_first | recent_first.", one_of=PROMPT_ORDERS)
     candidates: int = opt(
         0,
         "Candidate-aware prompts: list the recall stage's top K items (history-fusion, history masked) after the "
@@ -59,7 +60,7 @@ class PromptFlags:
 class PromptConfig:
     max_items: int = 10
     #: ``oldest_first`` (the default, as in the seed) or ``recent_first``.
-    order: Literal["oldest_first", "recent_first"] = "oldest_first"
+    order: str = OLDEST_FIRST
     #: Token budget of the whole prompt, chat template included; ``None`` = no budget.
     max_length: int | None = None
     system_prompt: str | None = None
@@ -67,7 +68,7 @@ class PromptConfig:
     def __post_init__(self) -> None:
         if self.max_items < 1:
             raise ConfigError(f"max_items must be >= 1, got {self.max_items}.")
-        if self.order not in ("oldest_first", "recent_first"):
+        if self.order not in PROMPT_ORDERS:
             raise ConfigError(f"prompt order must be 'oldest_first' or 'recent_first', got {self.order!r}.")
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"max_length (prompt token budget) must be >= 8, got {self.max_length}.")
@@ -131,7 +132,7 @@ class PromptBuilder:
     def history_text(self, history: Sequence[int]) -> str:
         items = list(history)[-self.config.max_items :]
         ds = self.dataset
-        if self.config.order == "recent_first":
+        if self.config.order == RECENT_FIRST:
             items = items[::-1]
             header = f"A user {ds.user_action} these {ds.item_noun}s, most recent first:"
             marks = {0: " (most recent)"}

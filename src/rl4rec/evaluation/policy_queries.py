@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rl4rec.data.dataset import RecDataset
-from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
+from rl4rec.data.prompts import OLDEST_FIRST, PromptBuilder, prompt_config_from_flags
 from rl4rec.errors import DataError
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.run_layout import RUN_CONFIG
@@ -24,7 +24,7 @@ from rl4rec.run_layout import RUN_CONFIG
 logger = logging.getLogger(__name__)
 
 #: Prompt defaults for models without a run config (the demo's and RESULTS.md's training settings).
-PROMPT_DEFAULTS = {"max_length": 256, "max_history_items": 10, "prompt_order": "oldest_first"}
+PROMPT_DEFAULTS = {"max_length": 256, "max_history_items": 10, "prompt_order": OLDEST_FIRST}
 #: Candidate-aware prompt settings; in a run's identity only when candidates are on (older runs still resume).
 CANDIDATE_DEFAULTS = {"candidates": 0, "candidate_fusion": None, "candidate_order": "ranked"}
 

@@ -9,13 +9,13 @@ configured), exactly as the training reward does. Concrete methods live in :mod:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
 from rl4rec.data.splits import Example
 from rl4rec.metrics import compute_ranks
 from rl4rec.retrieval.fusion import FusionConfig
+from rl4rec.retrieval.service import Ranker
 
 Ranked = tuple[list[int], list[str | None]]
 
@@ -53,7 +53,7 @@ class TextMethod(Method):
     #: History-aware scoring (:mod:`rl4rec.retrieval.fusion`), set by :func:`make_method` from --fusion.
     fusion: FusionConfig | None = None
 
-    def __init__(self, service: Any, dataset_name: str) -> None:
+    def __init__(self, service: Ranker, dataset_name: str) -> None:
         self.service = service
         self.dataset_name = dataset_name
 

@@ -10,7 +10,7 @@ import importlib.util
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -65,6 +65,12 @@ def render_prompts(tokenizer: Any, prompts: Sequence[Prompt]) -> list[str]:
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class QueryGenerator(Protocol):
+    """A generation backend: one text per prompt (HF ``generate`` and vLLM implement it)."""
+
+    def generate(self, prompts: Sequence[Prompt]) -> list[str]: ...
 
 
 class HFGenerator:
@@ -146,7 +152,7 @@ class VLLMGenerator:
 
 def make_generator(
     model: Any, tokenizer: Any, settings: GenerationSettings, model_path: str | None = None
-) -> Any:
+) -> QueryGenerator:
     """The backend ``settings.backend`` asks for (``auto``: vLLM if usable, else HF)."""
     backend = settings.backend
     if backend == "auto":

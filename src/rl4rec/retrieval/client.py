@@ -12,12 +12,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from rl4rec.errors import RESTART_SERVICE_HINT, Rl4recError, ServiceError, ServiceNotFoundError
 from rl4rec.retrieval.ray_service import NAMESPACE, SERVICE_NAME, get_service
 
 logger = logging.getLogger(__name__)
+
+
+class ServiceClient(Protocol):
+    """How a reward function reaches the retrieval service, wherever it runs (in-process or a Ray actor)."""
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def acall(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class LocalClient:

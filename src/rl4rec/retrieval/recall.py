@@ -27,10 +27,12 @@ from typing import Any
 
 import torch
 
+from rl4rec.data.prompts import Prompt, PromptBuilder
 from rl4rec.data.splits import Example
 from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_write_json, cache_dir
 from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig, load_fusion
+from rl4rec.retrieval.service import Ranker
 
 logger = logging.getLogger(__name__)
 ORDERS = ("ranked", "shuffled")
@@ -51,7 +53,7 @@ def example_key(example: Example) -> str:
 class RecallStage:
     """Top-``k`` candidates per example (history masked), cached on disk."""
 
-    def __init__(self, service: Any, dataset_name: str, fusion: FusionConfig | str | Path | None, k: int,
+    def __init__(self, service: Ranker, dataset_name: str, fusion: FusionConfig | str | Path | None, k: int,
                  cache: Path | None = None) -> None:  # fmt: skip
         if k < 1:
             raise ConfigError(f"--candidates must be >= 1 (0 = no candidates), got {k}.")
@@ -116,8 +118,9 @@ def _get(flags: Any, name: str, default: Any = None) -> Any:
     return getattr(flags, name, default)
 
 
-def build_prompts(builder: Any, examples: Sequence[Example], flags: Any, service: Any, dataset_name: str,
-                  seed: int = 0) -> tuple[list[Any], list[list[int]] | None]:  # fmt: skip
+def build_prompts(builder: PromptBuilder, examples: Sequence[Example], flags: Any, service: Ranker | None,
+                  dataset_name: str,
+                  seed: int = 0) -> tuple[list[Prompt], list[list[int]] | None]:  # fmt: skip
     """The prompts of ``examples`` (and their candidate lists, in prompt order), as ``flags`` ask.
 
     ``flags`` holds the prompt flags (a config or a dict of resolved settings): with ``candidates`` K > 0
@@ -127,6 +130,8 @@ def build_prompts(builder: Any, examples: Sequence[Example], flags: Any, service
     k = int(_get(flags, "candidates", 0) or 0)
     if not k:
         return [builder.build(e.history) for e in examples], None
+    if service is None:
+        raise ConfigError("--candidates needs the retrieval service (the recall stage scores the catalogue).")
     stage = RecallStage(service, dataset_name, _get(flags, "candidate_fusion"), k)
     order = _get(flags, "candidate_order", "ranked") or "ranked"
     lists = [

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +42,20 @@ logger = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 20_000
 
 _TIMING_KEYS = ("embed", "encode", "score", "rank", "calls", "texts", "encode_batches", "encoded_texts")
+
+
+class Ranker(Protocol):
+    """What evaluation, the recall stage and held-out curves need of a retrieval service (in-process or a proxy)."""
+
+    def rank(self, generated_texts: Sequence[str], dataset_name: str, target_items: Sequence[int],
+             history_items: Sequence[Sequence[int]] | None = None, fusion: Any = None) -> list[int]: ...  # fmt: skip
+
+    def get_scores(self, generated_texts: Sequence[str], dataset_name: str = ...,
+                   history_items: Sequence[Sequence[int]] | None = None, fusion: Any = None) -> np.ndarray: ...  # fmt: skip
+
+    def item_embeddings(self, dataset_name: str) -> torch.Tensor: ...
+
+    def dataset_fingerprint(self, dataset_name: str) -> str: ...
 
 
 class RetrievalService:

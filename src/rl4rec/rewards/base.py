@@ -17,7 +17,7 @@ import numpy as np
 
 from rl4rec.errors import ConfigError
 from rl4rec.metrics import DEFAULT_MIXED_WEIGHT, check_reward_args, reward_name
-from rl4rec.retrieval.client import LocalClient, RayClient
+from rl4rec.retrieval.client import LocalClient, RayClient, ServiceClient
 from rl4rec.retrieval.embedder import EmbedderConfig
 from rl4rec.retrieval.fusion import FusionConfig, load_fusion
 from rl4rec.retrieval.ray_service import NAMESPACE, SERVICE_NAME
@@ -45,7 +45,7 @@ class RLRewardFunction:
         embedder: EmbedderConfig | None = None,
         address: str | None = "auto",
         retry_timeout_s: float = 300.0,
-        client: Any = None,
+        client: ServiceClient | None = None,
         fusion: FusionConfig | str | Path | dict[str, Any] | None = None,
     ) -> None:
         check_reward_args(reward_type, k, mixed_weight)

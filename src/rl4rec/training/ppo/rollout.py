@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -96,6 +96,15 @@ def tokenize_prompts(tokenizer: Any, texts: Sequence[str], device: Any) -> tuple
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
+class Sampler(Protocol):
+    """PPO's rollout backend: completion ids for a batch of left-padded prompts."""
+
+    def sample(self, policy: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+               shared_prefix: bool = False) -> torch.Tensor: ...  # fmt: skip
+
+    def sync_weights(self) -> None: ...
+
+
 class HFSampler:
     """``model.generate`` with temperature / top-p sampling (top-k off, as in the seed's vLLM params)."""
 
@@ -173,7 +182,7 @@ class VLLMSampler:
 
 
 def generate_rollout(
-    sampler: Any,
+    sampler: Sampler,
     policy: Any,
     tokenizer: Any,
     prompt_texts: Sequence[str],
