@@ -12,7 +12,14 @@
 #               with the reward's weights (sft-reward-fusion is the SFT policy under the same weights)
 #   compare     every LLM row minus last-item and minus history-fusion, paired on the shared users
 #   precision   the sft stage's training in bf16 autocast and again in fp32 (--bf16 off); test text-only rows
-#               sft and sft-fp32, paired: does bf16 training cost held-out quality? (issue 13)
+#               sft and sft-fp32, paired: does bf16 training cost held-out quality?
+#   cand-recall recall@K of the recall stage (history-fusion, fusion-history.json) on all validation and test users
+#   cand-first  the "always candidate 1" baseline: its text weight on validation, then all test users
+#   cand-sft    candidate-aware SFT (K=$CAND_K candidates in the prompt; targets the recall stage found), then its
+#               rows: validation queries -> text weight on top of the recall stage, test text-only and fused
+#   cand-grpo   GRPO from cand-sft on the fused rank (text weight fixed at $CAND_W_TEXT), held-out curve on
+#               validation users, then its rows as cand-sft
+#   cand-compare  candidate rows minus history-fusion (the recall stage) on the same test users
 # Data: $DATA_DIR (default ../shared/data). Outputs: outputs/results/beauty/. Seeds: evaluation sample 0,
 # training 42. Test users are read once per reported row; every weight is chosen on validation users.
 set -euo pipefail
@@ -27,6 +34,11 @@ N_VALID=${N_VALID:-300}
 GRPO_STEPS=${GRPO_STEPS:-20}
 SFT_LONG_STEPS=${SFT_LONG_STEPS:-200}
 PROMPT=(--max_length 256 --max_history_items 10)
+CAND_K=${CAND_K:-10}
+CAND_N_TEST=${CAND_N_TEST:-1000}
+CAND_W_TEXT=${CAND_W_TEXT:-0.5}
+CAND_STEPS=${CAND_STEPS:-150}
+CAND=(--max_length 512 --max_history_items 10 --candidates "$CAND_K" --candidate_fusion "$OUT/fusion-history.json")
 EVAL=(--dataset beauty --data_dir "$DATA" --seed 0 --max_new_tokens 48)
 mkdir -p "$OUT" "$RUNS"
 
@@ -51,6 +63,16 @@ llm_rows() {  # llm_rows NAME ARGS...: validation queries -> text weight (histor
     --queries "$OUT/$name-valid" --base "$OUT/fusion-history.json" --output "$OUT/fusion-$name.json"
   evaluate "$name" test --num_users "$N_TEST" "$@"
   evaluate "$name-fusion" test --num_users "$N_TEST" "$@" --queries_from "$OUT/$name" --fusion "$OUT/fusion-$name.json"
+}
+
+cand_reward_fusion() {  # the recall stage's history weights with a fixed text weight: the candidate runs' reward
+  [ -f "$OUT/fusion-cand-reward.json" ] || .venv/bin/python - "$OUT" "$CAND_W_TEXT" <<'PY'
+import json, sys
+out, w_text = sys.argv[1], float(sys.argv[2])
+fusion = json.load(open(f"{out}/fusion-history.json"))["fusion"] | {"w_text": w_text}
+json.dump({"fusion": fusion, "chosen": "history weights of fusion-history.json (validation), w_text fixed"},
+          open(f"{out}/fusion-cand-reward.json", "w"), indent=1)
+PY
 }
 
 case ${1:-} in
@@ -107,5 +129,42 @@ case ${1:-} in
     evaluate sft test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty/checkpoint_final"
     evaluate sft-fp32 test --num_users "$N_TEST" --method policy --model "$RUNS/sft-beauty-fp32/checkpoint_final"
     $RL4REC compare "$OUT/sft-fp32" "$OUT/sft" --output "$OUT/sft-vs-sft-fp32.json" | tail -n 4 ;;
-  *) sed -n 2,16p "$0"; exit 2 ;;
+  cand-recall)
+    for split in valid test; do
+      evaluate "recall-$split" "$split" --method history-fusion --fusion "$OUT/fusion-history.json" --ks 1,5,10,20,50
+    done ;;
+  cand-first)
+    evaluate cand-first-valid valid --num_users "$N_VALID" --method first-candidate "${CAND[@]:4}"
+    [ -f "$OUT/fusion-cand-first.json" ] || $RL4REC tune-fusion --dataset beauty --data_dir "$DATA" \
+      --queries "$OUT/cand-first-valid" --base "$OUT/fusion-history.json" --output "$OUT/fusion-cand-first.json"
+    evaluate cand-first test --method first-candidate "${CAND[@]:4}" --fusion "$OUT/fusion-cand-first.json" ;;
+  cand-sft)
+    run="$RUNS/cand-sft-beauty"
+    cand_reward_fusion
+    [ -d "$run/checkpoint_final" ] || $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$run" \
+      --device cpu "${CAND[@]}" --max_examples 4096 --max_steps 120 --batch_size 8 --mini_batch_size 8 \
+      --learning_rate 1e-4 --save_steps 20 --eval_steps 40 --eval_users 128 \
+      --eval_fusion "$OUT/fusion-cand-reward.json" $( [ -d "$run" ] && echo --resume )
+    N_TEST=$CAND_N_TEST llm_rows cand-sft --method policy --model "$run/checkpoint_final" ;;
+  cand-grpo)
+    run="$RUNS/cand-grpo-beauty"
+    cand_reward_fusion
+    [ -d "$run/checkpoint_final" ] || $RL4REC train --algorithm grpo --model_name "$RUNS/cand-sft-beauty/checkpoint_final" \
+      --dataset_name beauty --data_dir "$DATA" --device cpu "${CAND[@]}" --fusion "$OUT/fusion-cand-reward.json" \
+      --reward_type auc --learning_rate 1e-5 --temperature 0.8 --batch_size 16 --num_generations 4 \
+      --mini_batch_size 16 --ppo_epochs 1 --max_new_tokens 48 --max_steps "$CAND_STEPS" --save_steps 10 \
+      --eval_steps 25 --eval_users 128 --eval_fusion "$OUT/fusion-cand-reward.json" --keep_best fused/auc \
+      --log_with none --checkpoint_dir "$run" $( [ -d "$run" ] && echo --resume )
+    N_TEST=$CAND_N_TEST llm_rows cand-grpo --method policy --model "$run/checkpoint_final" ;;
+  cand-compare)
+    evaluate "history-fusion-$CAND_N_TEST" test --method history-fusion --fusion "$OUT/fusion-history.json" \
+      --num_users "$CAND_N_TEST"
+    for b in cand-first cand-sft cand-sft-fusion cand-grpo cand-grpo-fusion; do
+      [ -d "$OUT/$b" ] || continue
+      $RL4REC compare "$OUT/history-fusion-$CAND_N_TEST" "$OUT/$b" --output "$OUT/$b-vs-history-fusion.json" | tail -n 4
+    done
+    [ -d "$OUT/cand-grpo" ] && $RL4REC compare "$OUT/cand-sft" "$OUT/cand-grpo" --output "$OUT/cand-grpo-vs-cand-sft.json" | tail -n 4
+    [ -d "$OUT/cand-grpo-fusion" ] && $RL4REC compare "$OUT/cand-sft-fusion" "$OUT/cand-grpo-fusion" \
+      --output "$OUT/cand-grpo-fusion-vs-cand-sft-fusion.json" | tail -n 4 ;;
+  *) sed -n 2,26p "$0"; exit 2 ;;
 esac

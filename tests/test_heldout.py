@@ -142,3 +142,37 @@ def test_metrics_record_keeps_heldout_lines_apart_from_rollouts():
     record = metrics_record(3, {"eval/auc": 0.7, "epoch": 1.0}, rollout)
     assert record == {"step": 3, "eval/auc": 0.7, "epoch": 1.0}
     assert SimpleNamespace(**rollout).reward == 0.5
+
+
+def test_headroom_best_of_k_and_reward_ranked_fine_tuning_rows(
+    ml100k, ml100k_dir, policy_tokenizer, tmp_path
+):
+    """`rl4rec headroom` on tiny random weights: best-of-K is at least the mean sample, zero-spread is counted,
+    and on the train split each user's lowest-ranked query becomes the SFT completion (`--completions_from`)."""
+    from rl4rec.data.prompts import PromptBuilder, PromptConfig
+    from rl4rec.evaluation.headroom import HeadroomConfig, run_headroom
+    from rl4rec.training.sft import SFTConfig, best_queries, sft_examples, sft_rows
+
+    folder = tmp_path / "tiny"
+    tiny_policy(len(policy_tokenizer)).save_pretrained(folder)
+    policy_tokenizer.save_pretrained(folder)
+    out = tmp_path / "headroom.json"
+    result = run_headroom(HeadroomConfig(dataset="ml-100k", data_dir=str(ml100k_dir), split="train", model=str(folder),
+                                         num_users=4, samples=3, max_new_tokens=5, max_length=128, device="cpu",
+                                         output=str(out)).validate())  # fmt: skip
+    for metric in ("auc", "ndcg@10"):
+        summary = result["text"][metric]
+        assert (
+            summary["best_of_k"]["mean"] >= summary["mean_of_k"]["mean"] and 0 <= summary["zero_spread"] <= 1
+        )
+    assert set(result["baselines"]) == {"last-item", "history-fusion"}
+    lines = [json.loads(line) for line in out.with_suffix(".ranks.jsonl").read_text().splitlines()]
+    best = best_queries(out.with_suffix(".ranks.jsonl"))
+    for line in lines:
+        i = min(range(3), key=line["ranks_text"].__getitem__)
+        assert best[line["user_id"]] == line["queries"][i]
+    config = SFTConfig(dataset_name="ml-100k", completions_from=str(out.with_suffix(".ranks.jsonl")))
+    examples = sft_examples(ml100k, config)
+    assert sorted(e.user_id for e in examples) == sorted(best)
+    rows = sft_rows(ml100k, examples, PromptBuilder(ml100k, None, PromptConfig()), answers=best)
+    assert [r["completion"][0]["content"] for r in rows] == [best[e.user_id] for e in examples]

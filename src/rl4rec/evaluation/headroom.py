@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rl4rec.config_cli import opt
+from rl4rec.config_cli import check_fields, opt
 from rl4rec.errors import ConfigError
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.io import atomic_write_json, atomic_write_text
@@ -40,7 +40,12 @@ class HeadroomConfig:
 
     dataset: str = opt("ml-100k", "dataset folder under --data_dir")
     data_dir: str = opt("data", "root of the dataset folders")
-    split: str = opt("valid", "held-out split (choose on valid)", choices=("valid", "test"))
+    split: str = opt(
+        "valid",
+        "valid (choose on it) | test | train (the training targets: samples for reward-ranked fine-tuning, "
+        "`rl4rec sft --completions_from`)",
+        one_of=("valid", "test", "train"),
+    )
     model: str = opt(DEFAULT_POLICY, "policy: HF id, folder (checkpoint), .gguf")
     num_users: int = opt(500, "seeded sample of held-out users")
     seed: int = opt(0, "user sample, sampling and bootstrap")
@@ -76,13 +81,15 @@ class HeadroomConfig:
         ]:
             if not ok:
                 raise ConfigError(message)
+        check_fields(self)
         self.eval_config().validate()
         return self
 
     def eval_config(self) -> EvalConfig:
         """The ``rl4rec evaluate`` settings that load the same query writer (prompts, decoding)."""
         return EvalConfig(
-            dataset=self.dataset, data_dir=self.data_dir, split=self.split, method="policy", model=self.model,
+            dataset=self.dataset, data_dir=self.data_dir, split="valid" if self.split == "train" else self.split,
+            method="policy", model=self.model,
             num_users=self.num_users, seed=self.seed, max_new_tokens=self.max_new_tokens,
             temperature=self.temperature, top_p=self.top_p, batch_size=self.samples * self.users_per_batch,
             backend="hf", device=self.device, max_length=self.max_length, max_history_items=self.max_history_items,
@@ -158,7 +165,7 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
     }
     path = Path(config.output)
     atomic_write_json(path, out)
-    lines = [json.dumps({"user_id": e.user_id, "target": e.target, "queries": texts[i * k : (i + 1) * k],
+    lines = [json.dumps({"user_id": e.user_id, "split": config.split, "target": e.target, "queries": texts[i * k : (i + 1) * k],
                          **{f"ranks_{n}": list(map(int, flat[i * k : (i + 1) * k])) for n, flat in variants.items()}},
                         ensure_ascii=False) for i, e in enumerate(examples)]  # fmt: skip
     atomic_write_text(path.with_suffix(".ranks.jsonl"), "\n".join(lines) + "\n")

@@ -61,6 +61,11 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
     max_completion_tokens: int = opt(
         64, "Completion (item text) tokens kept; longer texts are cut.", at_least=1
     )
+    completions_from: str | None = opt(
+        None,
+        "Reward-ranked fine-tuning: a `rl4rec headroom --split train` ranks file; each user's best sampled query "
+        "(lowest rank) becomes the completion instead of the target's text (best-of-K, as in rejection sampling).",
+    )
     candidate_misses: str = opt(
         "skip",
         "With --candidates: examples whose target is not among the candidates are skipped (skip) or kept with "
@@ -111,9 +116,32 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
 
 
 # -- data --------------------------------------------------------------------------------------------
+def best_queries(path: str | Path) -> dict[int, str]:
+    """``{user_id: best sampled query}`` from a ``rl4rec headroom --split train`` ranks file (lowest text rank)."""
+    import json
+
+    out: dict[int, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if record.get("split", "train") != "train" or "ranks_text" not in record:
+            raise ConfigError(f"{path}:{number}: not a `rl4rec headroom --split train` ranks line.")
+        ranks = record["ranks_text"]
+        out[int(record["user_id"])] = record["queries"][min(range(len(ranks)), key=ranks.__getitem__)]
+    if not out:
+        raise ConfigError(
+            f"{path}: no users; write it with `rl4rec headroom --split train --output FILE.json`."
+        )
+    return out
+
+
 def sft_examples(dataset: RecDataset, config: SFTConfig) -> list[Example]:
     """Training-split examples only (targets at or before each user's third-to-last item), sampled."""
     examples = leave_one_out(dataset.sequences, "train", config.train_targets).examples
+    if config.completions_from is not None:  # reward-ranked: only the users whose samples were ranked
+        chosen = best_queries(config.completions_from)
+        examples = [e for e in examples if e.user_id in chosen]
     if config.max_examples is not None and config.max_examples < len(examples):
         examples = random.Random(config.seed).sample(examples, config.max_examples)
     if not examples:
@@ -128,12 +156,14 @@ def sft_rows(
     examples: list[Example],
     builder: PromptBuilder,
     prompts: list[Any] | None = None,
+    answers: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Prompt-completion rows: the RL prompt (given, or built from the history) and the target item's text."""
+    """Prompt-completion rows: the RL prompt (given, or built from the history) and the target item's text (or
+    ``answers[user]``: the user's best sampled query, for reward-ranked fine-tuning)."""
     rows = []
     for i, ex in enumerate(examples):
         prompt = prompts[i] if prompts is not None else builder.build(ex.history)
-        answer = dataset.item_text(ex.target)
+        answer = answers[ex.user_id] if answers is not None else dataset.item_text(ex.target)
         completion: Any = (
             [{"role": "assistant", "content": answer}] if isinstance(prompt, list) else " " + answer
         )
@@ -206,7 +236,8 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     prompts = None
     if config.candidates:
         examples, prompts = candidate_examples(dataset, examples, builder, config)
-    rows = sft_rows(dataset, examples, builder, prompts)
+    answers = best_queries(config.completions_from) if config.completions_from else None
+    rows = sft_rows(dataset, examples, builder, prompts, answers)
     _truncate_completions(rows, tokenizer, config.max_completion_tokens)
     logger.info("sft data: %d examples from %d users", len(rows), len({e.user_id for e in examples}))
     args = TrlSFTConfig(
