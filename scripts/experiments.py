@@ -27,7 +27,18 @@ RL4REC = str(REPO / ".venv" / "bin" / "rl4rec")
 BEAUTY = str(REPO.parent / "shared" / "data")
 
 ML = ["--dataset_name", "ml-100k", "--data_dir", str(REPO / "data")]
-COMMON = ["--device", "cpu", "--log_with", "none", "--seed", "42", "--eval_split", "valid", "--eval_users", "128"]
+COMMON = [
+    "--device",
+    "cpu",
+    "--log_with",
+    "none",
+    "--seed",
+    "42",
+    "--eval_split",
+    "valid",
+    "--eval_users",
+    "128",
+]
 GRPO_ML = [*ML, *COMMON, "--algorithm", "grpo", "--reward_type", "auc", "--temperature", "0.8",
            "--max_new_tokens", "32", "--max_length", "256", "--ppo_epochs", "1", "--save_steps", "10"]  # fmt: skip
 
@@ -38,9 +49,29 @@ def grpo(prompts: int, group: int, lr: str, steps: int, *extra: str, eval_steps:
             "--learning_rate", lr, "--max_steps", str(steps), "--eval_steps", str(eval_steps), *extra]  # fmt: skip
 
 
+def rft(lr: str, steps: int, *extra: str) -> list[str]:
+    """Reward-ranked fine-tuning: the SFT half; ``run`` first samples with `rl4rec headroom --split train`."""
+    return [*ML, "--device", "cpu", "--seed", "42", "--eval_split", "valid", "--eval_users", "128",
+            "--max_length", "256", "--batch_size", "8", "--mini_batch_size", "8", "--learning_rate", lr,
+            "--max_steps", str(steps), "--save_steps", "10", "--eval_steps", "10", "--max_completion_tokens", "32",
+            "--keep_best", "auc", *extra]  # fmt: skip
+
+
+#: Reward-ranked runs: name -> (users sampled, samples per user) for `rl4rec headroom --split train`.
+SAMPLING = {"ml-rft400x4": (400, 4)}
+
 #: name -> (command, flags, what it tests)
 EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
-    "ml-demo60": ("train", grpo(2, 4, "1e-5", 60), "the demo's recipe (full FT, lr 1e-5, 2 prompts x 4), 60 steps"),
+    "ml-rft400x4": (
+        "sft",
+        rft("5e-5", 50),
+        "reward-ranked fine-tuning: best of 4 samples (T 0.8) of 400 training users, 50 SFT steps",
+    ),
+    "ml-demo60": (
+        "train",
+        grpo(2, 4, "1e-5", 60),
+        "the demo's recipe (full FT, lr 1e-5, 2 prompts x 4), 60 steps",
+    ),
     "ml-lora2e-4": ("train", grpo(4, 4, "2e-4", 60, "--use_peft"), "LoRA r16 at lr 2e-4, 4 prompts x 4"),
     "ml-full3e-6-g8": ("train", grpo(4, 8, "3e-6", 40), "full FT at lr 3e-6, 4 prompts x 8"),
 }
@@ -58,7 +89,19 @@ def run(name: str) -> None:
         print(f"{name}: finished already ({out / 'checkpoint_final'})")
         return
     out.mkdir(parents=True, exist_ok=True)
-    argv = [RL4REC, command, *flags, "--checkpoint_dir", str(out), *resume]
+    extra: list[str] = []
+    if name in SAMPLING:  # reward-ranked: sample K queries per training user once, train on each user's best
+        users, samples = SAMPLING[name]
+        ranked = out / "samples.json"
+        if not ranked.with_suffix(".ranks.jsonl").is_file():
+            sample = [RL4REC, "headroom", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"), "--split", "train",
+                      "--num_users", str(users), "--samples", str(samples), "--temperature", "0.8", "--max_new_tokens",
+                      "32", "--max_length", "256", "--users_per_batch", "8", "--output", str(ranked)]  # fmt: skip
+            with open(out / "sample.log", "a") as log:
+                if subprocess.call(sample, cwd=REPO, stdout=log, stderr=subprocess.STDOUT):
+                    raise SystemExit(f"{name}: sampling failed; see {out / 'sample.log'}")
+        extra = ["--completions_from", str(ranked.with_suffix(".ranks.jsonl"))]
+    argv = [RL4REC, command, *flags, *extra, "--checkpoint_dir", str(out), *resume]
     (out / "command.txt").write_text(" ".join(argv[1:]) + "\n")
     started = time.time()
     with open(out / "train.log", "a") as log:
@@ -78,13 +121,15 @@ def row(name: str) -> str:
     command, flags, what = EXPERIMENTS[name]
     recs = records(name)
     evals = [r for r in recs if "eval/auc" in r]
-    steps = [r for r in recs if "reward" in r]
+    steps = [r for r in recs if "loss" in r]
     if not evals:
         return f"| {name} | {what} | not run | | | |"
     last = evals[-1]
     batch = int(flags[flags.index("--batch_size") + 1]) if "--batch_size" in flags else 0
     group = int(flags[flags.index("--num_generations") + 1]) if "--num_generations" in flags else 1
     prompts = (steps[-1]["step"] if steps else 0) * batch // group
+    if command == "sft" and name in SAMPLING:
+        prompts = SAMPLING[name][0]  # every sampled user once (its K samples ranked by the reward)
 
     def delta(key: str) -> str:
         if f"{key}_vs_step0" not in last:
@@ -99,7 +144,9 @@ def row(name: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=["list", "run", "table"])
     parser.add_argument("names", nargs="*")
     args = parser.parse_args()
@@ -114,7 +161,9 @@ def main() -> int:
         for name in names:
             run(name)
     else:
-        print("| run | what | length | held-out AUC, step 0 → last, last − step 0 [95% CI] | NDCG@10 last − step 0 | |")
+        print(
+            "| run | what | length | held-out AUC, step 0 → last, last − step 0 [95% CI] | NDCG@10 last − step 0 | |"
+        )
         print("|---|---|---|---|---|---|")
         for name in names:
             print(row(name))

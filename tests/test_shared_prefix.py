@@ -82,6 +82,18 @@ def flat_grad(model) -> torch.Tensor:
     return torch.cat([p.grad.flatten().double() for p in model.parameters() if p.grad is not None])
 
 
+def assert_shared_equals_plain(model, batch, advantages) -> None:
+    """Per-token log-probs within 1e-4 and the same gradient of a policy-gradient loss, shared vs plain."""
+    results = []
+    for compute in (plain_logps, shared_logps):
+        model.zero_grad()
+        logps = compute(model, *batch)
+        (-(logps * advantages).sum() / batch[3].sum()).backward()
+        results.append((logps.detach(), flat_grad(model)))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=0)
+    assert_same_gradient(results[0][1], results[1][1])
+
+
 def assert_same_gradient(a: torch.Tensor, b: torch.Tensor) -> None:
     cosine = float(torch.dot(a, b) / (a.norm() * b.norm()))
     relative = float((a.norm() - b.norm()).abs() / a.norm())
@@ -117,14 +129,7 @@ def test_log_probs_and_gradients_equal_the_plain_forward(group):
     model = tiny_llama()
     batch = grouped_batch([11, 7, 4], group, n_tokens=6, vocab=64, seed=group)
     advantages = torch.randn(batch[0].shape[0], 1, generator=torch.Generator().manual_seed(0))
-    results = []
-    for compute in (plain_logps, shared_logps):
-        model.zero_grad()
-        logps = compute(model, *batch)
-        (-(logps * advantages).sum() / batch[3].sum()).backward()
-        results.append((logps.detach(), flat_grad(model)))
-    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=0)
-    assert_same_gradient(results[0][1], results[1][1])
+    assert_shared_equals_plain(model, batch, advantages)
 
 
 def test_position_ids_given_explicitly_match_the_plain_forward():
@@ -269,14 +274,7 @@ def test_default_policy_shared_log_probs_and_gradient(policy_tokenizer):
     model.train()
     batch = grouped_batch([48, 31], 4, n_tokens=8, vocab=len(policy_tokenizer), seed=5)
     advantages = torch.randn(8, 1, generator=torch.Generator().manual_seed(0))
-    results = []
-    for compute in (plain_logps, shared_logps):
-        model.zero_grad()
-        logps = compute(model, *batch)
-        (-(logps * advantages).sum() / batch[3].sum()).backward()
-        results.append((logps.detach(), flat_grad(model)))
-    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-4, rtol=0)
-    assert_same_gradient(results[0][1], results[1][1])
+    assert_shared_equals_plain(model, batch, advantages)
 
 
 # -- end to end: `rl4rec train` with and without --shared_prefix ------------------------------------------
