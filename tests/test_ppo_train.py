@@ -14,7 +14,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rl4rec.training.checkpoints import latest_checkpoint
 from rl4rec.training.config import parse_train_args
-from rl4rec.training.run_context import set_seed
 from rl4rec.training.trainer import TRLTrainer
 
 #: Real PPO runs (minutes on 2 cores): CI runs them; `make test-fast` skips them.
@@ -171,14 +170,8 @@ def tiny_flags(model: Path, ml100k_dir: Path, out: Path, *extra: str) -> list[st
 
 
 def run_with_reward(flags: list[str], reward):
-    """TRLTrainer.train() with an injected reward function in place of the retrieval reward."""
-    from rl4rec.training.ppo import run_ppo
-
-    run = TRLTrainer(parse_train_args(flags)).run
-    resume_from = run.resume_checkpoint()
-    run.prepare(resume_from)
-    set_seed(run.config.seed)
-    return run_ppo(run, "cpu", resume_from, reward=reward)
+    """TRLTrainer.train() with a TRL-style reward function in place of the retrieval reward (the public API)."""
+    return TRLTrainer(parse_train_args(flags), reward_fn=reward).train()
 
 
 @pytest.fixture(scope="module")

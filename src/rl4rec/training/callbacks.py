@@ -133,9 +133,15 @@ def add_heldout_callback(
         else:
             trainer.save_model(str(folder))
 
+    def log(metrics: dict[str, float], step: int) -> None:
+        # HF's log resets control.should_log; the step's own training log (which comes after this callback)
+        # must still happen.
+        should_log = trainer.control.should_log
+        Trainer.log(trainer, metrics)
+        trainer.control.should_log = should_log
+
     schedule = heldout_schedule(
-        run.config, tokenizer, run.run_dir, max_new_tokens,
-        log=lambda metrics, step: Trainer.log(trainer, metrics),
+        run.config, tokenizer, run.run_dir, max_new_tokens, log=log,
         write_model=lambda folder: run.fill_checkpoint(folder, write_weights, tokenizer),
     )  # fmt: skip
     if schedule is not None:
