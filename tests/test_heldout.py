@@ -120,10 +120,11 @@ def test_report_draws_the_heldout_curve_and_tables_it(tmp_path):
 @pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
 def test_training_logs_heldout_evaluations(algorithm, ml100k_dir, tmp_path):
     from rl4rec.training.trainer import TRLTrainer
-    from train_helpers import train_flags
+    from train_helpers import tiny_policy_dir, train_flags
 
+    policy = tiny_policy_dir(tmp_path / "policy")  # plumbing, not learning: a tiny random policy is enough
     flags = train_flags(ml100k_dir, tmp_path / "run", "--eval_steps", "2", "--eval_users", "3", "--keep_best", "auc",
-                        algorithm=algorithm, max_steps=2, max_length=128)  # fmt: skip
+                        "--model_name", str(policy), algorithm=algorithm, max_steps=2, max_length=128)  # fmt: skip
     result = TRLTrainer(parse_train_args(flags)).train()
     records = [json.loads(line) for line in result.metrics_file.read_text().splitlines()]
     evals = [r for r in records if "eval/auc" in r]

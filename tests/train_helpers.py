@@ -65,3 +65,24 @@ def run_until_stopped(cmd: list[str], cwd: Path, log: Path, ready, stop, timeout
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def tiny_policy_dir(folder: Path) -> Path:
+    """A 2-layer random Llama with the default policy's tokenizer, saved as a policy folder.
+
+    End-to-end tests that check plumbing (not what a model learns) train it in seconds instead of minutes.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rl4rec.policy.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
