@@ -60,8 +60,40 @@ def rft(lr: str, steps: int, *extra: str) -> list[str]:
 #: Reward-ranked runs: name -> (users sampled, samples per user) for `rl4rec headroom --split train`.
 SAMPLING = {"ml-rft400x4": (400, 4)}
 
+
+def sft_ml(lr: str, steps: int, examples: int, *extra: str) -> list[str]:
+    """The supervised warm start on ml-100k: the RL prompt -> the training target's text."""
+    return [*ML, "--device", "cpu", "--seed", "42", "--eval_split", "valid", "--eval_users", "128",
+            "--max_length", "256", "--batch_size", "8", "--mini_batch_size", "8", "--learning_rate", lr,
+            "--max_steps", str(steps), "--max_examples", str(examples), "--save_steps", "10", "--eval_steps", "10",
+            "--max_completion_tokens", "32", *extra]  # fmt: skip
+
+
+SFT_ML = str(OUT / "ml-sft48" / "checkpoint_final")
+#: ml-100k fusion: history weights tuned on validation users (`prepare` writes it), and the same with a fixed
+#: text weight for candidate-aware rewards.
+FUSION_ML = str(OUT / "fusion-ml100k.json")
+FUSION_ML_REWARD = str(OUT / "fusion-ml100k-reward.json")
+CANDIDATES_ML = ["--candidates", "10", "--candidate_fusion", FUSION_ML, "--max_length", "384", "--fusion", FUSION_ML_REWARD,
+                 "--eval_fusion", FUSION_ML_REWARD]  # fmt: skip
+
 #: name -> (command, flags, what it tests)
 EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
+    "ml-sft48": (
+        "sft",
+        sft_ml("1e-4", 48, 1024),
+        "supervised warm start: 48 steps x 8 (prompt -> target text), lr 1e-4",
+    ),
+    "ml-cand-grpo60": (
+        "train",
+        grpo(2, 4, "1e-5", 60, *CANDIDATES_ML),
+        "candidate-aware GRPO (10 recall candidates in the prompt, fused AUC reward, w_text 0.5)",
+    ),
+    "ml-sft-grpo60": (
+        "train",
+        grpo(2, 4, "1e-5", 60, "--model_name", SFT_ML),
+        "GRPO from the warm start (full FT, lr 1e-5, 2 prompts x 4), 60 steps",
+    ),
     "ml-rft400x4": (
         "sft",
         rft("5e-5", 50),
@@ -79,6 +111,17 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
 
 def run_dir(name: str) -> Path:
     return OUT / name
+
+
+def prepare_fusion() -> None:
+    """ml-100k's history weights (tune-fusion on validation users) and the reward's fixed text weight."""
+    if not Path(FUSION_ML).is_file():
+        subprocess.check_call([RL4REC, "tune-fusion", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"),
+                               "--output", FUSION_ML], cwd=REPO)  # fmt: skip
+    if not Path(FUSION_ML_REWARD).is_file():
+        fusion = json.loads(Path(FUSION_ML).read_text())["fusion"] | {"w_text": 0.5}
+        Path(FUSION_ML_REWARD).write_text(json.dumps({"fusion": fusion, "chosen": "history weights of "
+                                                      "fusion-ml100k.json, w_text fixed at 0.5"}, indent=1))  # fmt: skip
 
 
 def run(name: str) -> None:
@@ -158,6 +201,7 @@ def main() -> int:
         for name in names:
             print(f"{name:24} {EXPERIMENTS[name][2]}")
     elif args.action == "run":
+        prepare_fusion()
         for name in names:
             run(name)
     else:

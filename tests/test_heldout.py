@@ -177,3 +177,15 @@ def test_headroom_best_of_k_and_reward_ranked_fine_tuning_rows(
     assert sorted(e.user_id for e in examples) == sorted(best)
     rows = sft_rows(ml100k, examples, PromptBuilder(ml100k, None, PromptConfig()), answers=best)
     assert [r["completion"][0]["content"] for r in rows] == [best[e.user_id] for e in examples]
+
+
+def test_demo_prints_the_heldout_curve(tmp_path):
+    from rl4rec.demo import curve_lines
+
+    metrics = tmp_path / "metrics.jsonl"
+    records = [{"step": 0, "eval/auc": 0.61, "eval/ndcg@10": 0.01}, {"step": 1, "reward": 0.5, "loss": 0.1},
+               {"step": 10, "eval/auc": 0.63, "eval/ndcg@10": 0.02, "eval/auc_vs_step0": 0.02,
+                "eval/auc_vs_step0_lo": -0.01, "eval/auc_vs_step0_hi": 0.05}]  # fmt: skip
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    lines = curve_lines(metrics)
+    assert len(lines) == 2 and "AUC 0.6100" in lines[0] and "+0.0200 [-0.0100, +0.0500]" in lines[1]

@@ -65,9 +65,12 @@ def test_actor_start_call_by_name_from_second_process_and_stop(
     assert seed.returncode == 0, seed.stderr[-3000:]
     assert len(json.loads(seed.stdout.strip().splitlines()[-1])) == 2
 
-    # ./runs/run_trl_train.sh trains against the service run_retrieval.sh started (one tiny PPO step).
+    # ./runs/run_trl_train.sh trains against the service run_retrieval.sh started (one PPO step, tiny policy).
+    from train_helpers import tiny_policy_dir
+
     out = data_dir.parent / "seed-run"
-    trained = run(["./runs/run_trl_train.sh", "--device", "cpu", "--dataset_name", "ml-100k", "--data_dir",
+    policy = tiny_policy_dir(data_dir.parent / "policy")
+    trained = run(["./runs/run_trl_train.sh", "--model_name", str(policy), "--device", "cpu", "--dataset_name", "ml-100k", "--data_dir",
                    str(data_dir), "--max_steps", "1", "--batch_size", "2", "--mini_batch_size", "1", "--ppo_epochs", "1",
                    "--max_new_tokens", "8", "--max_length", "96", "--train_users", "4", "--log_with", "none",
                    "--checkpoint_dir", str(out)], env)  # fmt: skip

@@ -1,9 +1,10 @@
 """``make demo`` / ``rl4rec demo``: the main job on the built-in data, end to end on a CPU.
 
-prepare ml-100k -> show a prompt -> train the offline default policy with GRPO -> evaluate it against the
-untrained policy and the no-LLM baselines (history-fusion with weights tuned on validation users) on held-out test users -> paired comparison -> report.
-Every step is an ordinary rl4rec command; the demo only chooses small, CPU-sized settings and prints
-the equivalent command lines so a user can rerun or scale any step.
+prepare ml-100k -> show a prompt -> train the offline default policy with GRPO, the held-out curve on validation
+users printed as it trains -> evaluate the trained policy against the policy it started from, paired on the same
+seeded test users, and against the no-LLM baselines (history-fusion with weights tuned on validation users) on all
+test users -> report. Every step is an ordinary rl4rec command; the demo only chooses small, CPU-sized settings and
+prints the equivalent command lines so a user can rerun or scale any step.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rl4rec.policy.loading import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
 
-#: CPU-sized GRPO settings (see docs/RESULTS.md for how they were chosen and what they reach).
+#: CPU-sized GRPO settings (docs/experiments/2026-12-06-learning-search.md: how they were chosen and what they reach).
 DEMO_TRAIN_FLAGS = [
     "--algorithm", "grpo", "--device", "cpu", "--dataset_name", "ml-100k",
     "--reward_type", "auc", "--learning_rate", "1e-5", "--temperature", "0.8",
@@ -44,9 +45,30 @@ class DemoConfig:
 
     output_dir: str = opt("outputs/demo")
     data_dir: str = opt("data")
-    max_steps: int = opt(20, "GRPO steps (about 25 s each on 2 free cores)")
-    eval_users: int = opt(64, "test users for the LLM methods")
+    max_steps: int = opt(40, "GRPO steps (about 8 s each on 2 free cores)", at_least=1)
+    eval_steps: int = opt(10, "held-out evaluation on validation users every N steps", at_least=1)
+    heldout_users: int = opt(64, "validation users of the held-out curve", at_least=2)
+    eval_users: int = opt(
+        128, "test users on which the trained and the starting policy are paired", at_least=2
+    )
     seed: int = opt(0)
+
+
+def curve_lines(metrics_file: Path) -> list[str]:
+    """The held-out curve as printable lines (AUC and NDCG@10 of the validation users, paired with step 0)."""
+    lines = []
+    for line in metrics_file.read_text().splitlines():
+        record = json.loads(line)
+        if "eval/auc" not in record:
+            continue
+        delta = ""
+        if "eval/auc_vs_step0" in record:
+            delta = (f"  (AUC - step 0: {record['eval/auc_vs_step0']:+.4f} [{record['eval/auc_vs_step0_lo']:+.4f}, "
+                     f"{record['eval/auc_vs_step0_hi']:+.4f}])")  # fmt: skip
+        lines.append(
+            f"  step {record['step']:>3}: AUC {record['eval/auc']:.4f}  NDCG@10 {record['eval/ndcg@10']:.4f}{delta}"
+        )
+    return lines
 
 
 def demo_main(argv: list[str]) -> int:
@@ -62,8 +84,9 @@ def demo_main(argv: list[str]) -> int:
 
     run_dir = out / "grpo"
     _run(["train", *DEMO_TRAIN_FLAGS, "--data_dir", args.data_dir, "--max_steps", str(args.max_steps),
-          "--save_steps", str(max(args.max_steps // 2, 1)), "--checkpoint_dir", str(run_dir),
-          "--seed", str(args.seed)])  # fmt: skip
+          "--save_steps", str(max(args.max_steps // 2, 1)), "--checkpoint_dir", str(run_dir), "--seed", str(args.seed),
+          "--eval_steps", str(args.eval_steps), "--eval_users", str(args.heldout_users), "--eval_split", "valid",
+          "--resume"])  # fmt: skip
 
     evals = out / "eval"
     common = [
@@ -78,12 +101,13 @@ def demo_main(argv: list[str]) -> int:
     ]
     # history-fusion's weights are chosen on validation users only, then read by the test evaluation
     fusion = evals / "fusion-history.json"
-    _run(["tune-fusion", "--dataset", "ml-100k", "--data_dir", args.data_dir, "--output", str(fusion)])
+    if not fusion.is_file():
+        _run(["tune-fusion", "--dataset", "ml-100k", "--data_dir", args.data_dir, "--output", str(fusion)])
     for method in BASELINES:
         extra = ["--fusion", str(fusion)] if method == "history-fusion" else []
         _run(["evaluate", *common, "--method", method, "--run_dir", str(evals / method),
               "--output", str(evals / f"{method}.json"), *extra])  # fmt: skip
-    llm = ["--num_users", str(args.eval_users), "--max_new_tokens", "32"]
+    llm = ["--num_users", str(args.eval_users), "--max_new_tokens", "32", "--batch_size", "64"]
     _run(["evaluate", *common, *llm, "--method", "zero-shot", "--run_dir", str(evals / "zero-shot"),
           "--output", str(evals / "zero-shot.json")])  # fmt: skip
     _run(["evaluate", *common, *llm, "--method", "policy", "--model", str(run_dir / "checkpoint_final"),
@@ -100,22 +124,27 @@ def demo_main(argv: list[str]) -> int:
     _run(["report", str(run_dir), *(str(evals / m) for m in (*BASELINES, "zero-shot", "grpo")),
           "--output_dir", str(out / "report")])  # fmt: skip
 
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    first = [m["reward"] for m in metrics[:10] if m.get("reward") is not None]
-    last = [m["reward"] for m in metrics[-10:] if m.get("reward") is not None]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r.get("reward") is not None]
     minutes = (time.monotonic() - started) / 60
     print(f"\n=== rl4rec demo finished in {minutes:.1f} min ===")
-    if first and last:
-        reward = DEMO_TRAIN_FLAGS[DEMO_TRAIN_FLAGS.index("--reward_type") + 1]
-        print(f"training reward ({reward}), mean of first 10 steps {sum(first) / len(first):.4f} -> "
-              f"last 10 steps {sum(last) / len(last):.4f} (8 completions a step: mostly which users were drawn)")  # fmt: skip
+    if steps:
+        step_s = sorted(r["time/step"] for r in steps)[len(steps) // 2]
+        print(f"GRPO: {len(steps)} steps of 2 users x 4 completions, median {step_s:.1f} s a step "
+              "(shared-prefix computation on; `--shared_prefix false` for the plain one)")  # fmt: skip
+    print(
+        f"held-out curve ({args.heldout_users} validation users, greedy queries, paired with step 0, 95% CI):"
+    )
+    print("\n".join(curve_lines(run_dir / "metrics.jsonl")))
     paired = evals / "grpo_vs_zero-shot.json"
     if paired.is_file():
         diffs = json.loads(paired.read_text())["metrics"]
-        print("held-out, trained minus untrained policy (paired 95% CI): " + ", ".join(
+        print(f"test, trained minus the policy it started from ({args.eval_users} users, paired 95% CI): " + ", ".join(
             f"{name} {d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
-            for name, d in diffs.items() if name in ("ndcg@10", "hit@10", "auc")))  # fmt: skip
+            for name, d in diffs.items() if name in ("auc", "ndcg@10", "hit@10")))  # fmt: skip
     print(f"report (open first): {out / 'report' / 'report.md'}")
-    print(f"training run:        {run_dir}  (metrics.jsonl, completions.jsonl, checkpoint_final/)")
+    print(
+        f"training run:        {run_dir}  (metrics.jsonl with the held-out curve, heldout/, checkpoint_final/)"
+    )
     print(f"evaluations:         {evals}  (one JSON per method; grpo_vs_zero-shot.json = paired comparison)")
     return 0
