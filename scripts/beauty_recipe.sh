@@ -20,6 +20,10 @@
 #   cand-grpo   GRPO from cand-sft on the fused rank (text weight fixed at $CAND_W_TEXT), held-out curve on
 #               validation users, then its rows as cand-sft
 #   cand-compare  candidate rows minus history-fusion (the recall stage) on the same test users
+#   chooser     the discriminative re-ranker: the policy reads the candidate prompt (--task choose, candidates
+#               lettered in a shuffled order) and one forward pass scores every letter; SFT on the target's letter
+#               (training split, the targets the recall stage found), --recall_prior chosen on CHOOSER_N_VALID validation
+#               users (zero-shot and trained), then CAND_N_TEST test users, paired with history-fusion
 # Data: $DATA_DIR (default ../shared/data). Outputs: outputs/results/beauty/. Seeds: evaluation sample 0,
 # training 42. Test users are read once per reported row; every weight is chosen on validation users.
 set -euo pipefail
@@ -38,6 +42,8 @@ CAND_K=${CAND_K:-10}
 CAND_N_TEST=${CAND_N_TEST:-1000}
 CAND_W_TEXT=${CAND_W_TEXT:-0.5}
 CAND_STEPS=${CAND_STEPS:-150}
+CHOOSER_STEPS=${CHOOSER_STEPS:-150}
+CHOOSER_N_VALID=${CHOOSER_N_VALID:-500}
 CAND=(--max_length 512 --max_history_items 10 --candidates "$CAND_K" --candidate_fusion "$OUT/fusion-history.json")
 EVAL=(--dataset beauty --data_dir "$DATA" --seed 0 --max_new_tokens 48)
 mkdir -p "$OUT" "$RUNS"
@@ -156,6 +162,36 @@ case ${1:-} in
       --eval_steps 25 --eval_users 128 --eval_fusion "$OUT/fusion-cand-reward.json" --keep_best fused/auc \
       --log_with none --checkpoint_dir "$run" $( [ -d "$run" ] && echo --resume )
     N_TEST=$CAND_N_TEST llm_rows cand-grpo --method policy --model "$run/checkpoint_final" ;;
+  chooser)
+    run="$RUNS/chooser-beauty"
+    # 5 history items and a 384-token budget: a forward pass per user is the whole cost on a CPU
+    CH=(--max_length 384 --max_history_items 5 --candidates "$CAND_K" --candidate_fusion "$OUT/fusion-history.json"
+        --candidate_order shuffled)
+    [ -d "$run/checkpoint_final" ] || $RL4REC sft --task choose --dataset_name beauty --data_dir "$DATA" \
+      --checkpoint_dir "$run" --device cpu "${CH[@]}" --max_steps "$CHOOSER_STEPS" --batch_size 8 \
+      --mini_batch_size 8 --learning_rate 1e-4 --save_steps 25 --eval_steps 50 --eval_users 128 --eval_batch_size 16 \
+      --keep_best ndcg@10 $( [ -d "$run" ] && echo --resume )
+    for model in zero-shot trained; do
+      args=(--method chooser --batch_size 16 --dtype bfloat16)  # bf16 forward passes: ~2x faster on this CPU
+      [ $model = zero-shot ] && args+=("${CH[@]}") || args+=(--model "$run/checkpoint_final")
+      for prior in 0 0.5 1 2 4; do  # the letter scores are cached: the forward passes run once per model
+        evaluate "chooser-$model-valid-p$prior" valid --num_users "$CHOOSER_N_VALID" "${args[@]}" --recall_prior "$prior"
+      done
+      best=$(.venv/bin/python - "$OUT" "$model" <<'PY'
+import json, sys
+out, model = sys.argv[1:]
+ndcg = {p: json.load(open(f"{out}/chooser-{model}-valid-p{p}.json"))["metrics"]["ndcg@10"]["mean"]
+        for p in ("0", "0.5", "1", "2", "4")}
+print(max(ndcg, key=lambda p: (ndcg[p], -float(p))))
+PY
+)
+      echo "chooser $model: recall prior $best (validation NDCG@10)"
+      evaluate "chooser-$model" test --num_users "$CAND_N_TEST" "${args[@]}" --recall_prior "$best"
+      evaluate "history-fusion-$CAND_N_TEST" test --method history-fusion --fusion "$OUT/fusion-history.json" \
+        --num_users "$CAND_N_TEST"
+      $RL4REC compare "$OUT/history-fusion-$CAND_N_TEST" "$OUT/chooser-$model" \
+        --output "$OUT/chooser-$model-vs-history-fusion.json" | tail -n 4
+    done ;;
   cand-compare)
     evaluate "history-fusion-$CAND_N_TEST" test --method history-fusion --fusion "$OUT/fusion-history.json" \
       --num_users "$CAND_N_TEST"

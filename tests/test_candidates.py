@@ -64,6 +64,82 @@ def test_training_candidates_never_use_validation_or_test_targets(ml100k, ml100k
     assert base.candidates(train) == moved.candidates(train)
 
 
+def test_training_prompts_never_use_the_training_target(ml100k, ml100k_dir, service, tmp_path):
+    """build_prompts(split="train") counts co-occurrence without each user's last three items (co_holdout 3): change
+    every user's training, validation and test items and no training example's candidates may move; at the
+    evaluation holdout (2) they would, since the user's own transition into the training target is counted."""
+    import shutil
+
+    from rl4rec.retrieval.fusion import for_split
+    from rl4rec.retrieval.shared import local_service
+
+    moved_dir = tmp_path / "data"
+    shutil.copytree(ml100k_dir / "ml-100k", moved_dir / "ml-100k")
+    lines = [
+        " ".join(map(str, [user, *seq[:-3], *(i % ml100k.n_items + 1 for i in seq[-3:])]))
+        for user, seq in ml100k.sequences.items()
+    ]
+    (moved_dir / "ml-100k" / "sequential_data.txt").write_text("\n".join(lines) + "\n")
+    moved_service = local_service("ml-100k", moved_dir)
+    fusion = FusionConfig(w_text=0, w_hist=0.5, w_co=4.0)
+    fusion.save(tmp_path / "fusion.json")
+    flags = {"candidates": 10, "candidate_fusion": str(tmp_path / "fusion.json")}
+    train = sample_users(leave_one_out(ml100k.sequences, "train").examples, 60, 3)
+    builder = PromptBuilder(ml100k, None, PromptConfig())
+    _, base = build_prompts(builder, train, flags, service, "ml-100k", split="train")
+    _, moved = build_prompts(builder, train, flags, moved_service, "ml-100k", split="train")
+    assert base == moved
+    # The lists are the recall stage's at holdout 3 (cached apart from the evaluation holdout's).
+    clean = RecallStage(service, "ml-100k", for_split(fusion, "train"), 10, cache=tmp_path / "clean.json")
+    assert clean.fusion.co_holdout == 3 and clean.candidates(train) == base
+    assert (
+        RecallStage(service, "ml-100k", fusion, 10).path
+        != RecallStage(service, "ml-100k", clean.fusion, 10).path
+    )
+    # At holdout 2 (what validation examples use) the training candidates depend on the training targets.
+    leaky = RecallStage(service, "ml-100k", fusion, 10, cache=tmp_path / "a.json").candidates(train)
+    leaky_moved = RecallStage(moved_service, "ml-100k", fusion, 10, cache=tmp_path / "b.json").candidates(
+        train
+    )
+    assert leaky != leaky_moved
+    hits = [sum(e.target in c for e, c in zip(train, lists, strict=True)) for lists in (leaky, base)]
+    assert hits[0] > hits[1]  # the leak inflates the share of training targets among the candidates
+
+
+def test_train_targets_all_with_co_occurrence_warns_once(caplog, tmp_path):
+    import logging
+
+    from rl4rec.training.config import TrainConfig
+    from rl4rec.training.data import warn_own_transitions
+
+    no_co = tmp_path / "no-co.json"
+    FusionConfig(w_text=1.0, w_hist=1.0, w_co=0.0).save(no_co)
+    co = tmp_path / "co.json"
+    FusionConfig(w_text=1.0, w_co=2.0).save(co)
+    quiet = [
+        TrainConfig(train_targets="last", candidates=5, fusion=str(co)),
+        TrainConfig(train_targets="all"),
+        TrainConfig(train_targets="all", fusion=str(no_co)),
+        TrainConfig(train_targets="all", candidates=5, candidate_fusion=str(no_co)),
+    ]
+    loud = [
+        TrainConfig(train_targets="all", candidates=5),  # history-fusion's built-in weights have w_co 1
+        TrainConfig(train_targets="all", fusion=str(co)),
+        TrainConfig(train_targets="all", candidates=5, fusion=str(co)),
+    ]
+    with caplog.at_level(logging.WARNING, logger="rl4rec.training.data"):
+        assert not any(warn_own_transitions(c) for c in quiet)
+        assert not caplog.records
+        for config in loud:
+            caplog.clear()
+            assert warn_own_transitions(config)
+            assert len(caplog.records) == 1 and "--train_targets all" in caplog.records[0].getMessage()
+    assert (
+        "recall stage" in caplog.records[0].getMessage()
+        and "--fusion reward" in caplog.records[0].getMessage()
+    )
+
+
 def test_prompt_keeps_every_candidate_within_the_budget(ml100k, policy_tokenizer, stage):
     examples = sample_users(leave_one_out(ml100k.sequences, "train").examples, 8, 2)
     builder = PromptBuilder(ml100k, policy_tokenizer, PromptConfig(max_items=10, max_length=320))

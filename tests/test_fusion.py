@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from rl4rec.data import leave_one_out
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.metrics import compute_ranks
-from rl4rec.retrieval.fusion import FusionConfig, HistorySignals, cooccurrence, load_fusion
+from rl4rec.retrieval.fusion import FusionConfig, HistorySignals, cooccurrence, for_split, load_fusion
 from rl4rec.retrieval.shared import local_service
 from rl4rec.rewards import create_reward_function
 
@@ -23,7 +24,7 @@ def _brute_force(texts_scores, items, sequences, histories, config: FusionConfig
     n = items.shape[0]
     counts = np.zeros((n, n))
     for seq in sequences.values():
-        train = seq[: max(len(seq) - 2, 0)]
+        train = seq[: max(len(seq) - config.co_holdout, 0)]
         for i, a in enumerate(train):
             for j, b in enumerate(train):
                 gap = j - i
@@ -64,6 +65,8 @@ def small():
             w_text=0.7, w_hist=0.3, w_co=2.5, decay=0.5, history_n=3, co_window=1, co_directed=False
         ),
         FusionConfig(w_text=1.0, w_hist=1.0, w_co=1.0, decay=1.0, history_n=50, co_window=4),
+        FusionConfig(w_text=0.0, w_hist=0.5, w_co=2.0, decay=0.7, co_window=2, co_holdout=3),
+        FusionConfig(w_text=0.0, w_co=1.0, co_window=3, co_directed=False, co_holdout=3),
     ],
 )
 def test_fused_scores_equal_brute_force(small, config):
@@ -87,6 +90,82 @@ def test_cooccurrence_never_sees_validation_or_test_targets():
     # Rows are distributions over co-occurring items.
     sums = table.sum(dim=1)
     assert torch.allclose(sums[sums > 0], torch.ones_like(sums[sums > 0]))
+
+
+def test_a_training_examples_own_transition_scores_its_target_only_with_holdout_2():
+    """User 1's training example (history 1 2 3, target 4): 3 -> 4 is its own transition, in no one else's data."""
+    sequences = {1: [1, 2, 3, 4, 5, 6], 2: [1, 3, 2, 5, 6, 7], 3: [2, 1, 3, 5, 7, 6]}
+    (example,) = [e for e in leave_one_out(sequences, "train").examples if e.user_id == 1]
+    assert example.history == (1, 2, 3) and example.target == 4
+    items = torch.nn.functional.normalize(
+        torch.randn(7, 4, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    signals = HistorySignals(items, sequences)
+    config = FusionConfig(w_text=0.0, w_co=1.0, co_window=1)
+    assert config.co_holdout == 2 and for_split(config, "train").co_holdout == 3
+    leaky = signals.fuse(None, [example.history], config)[0]
+    clean = signals.fuse(None, [example.history], for_split(config, "train"))[0]
+    assert leaky[example.target - 1] > 0  # holdout 2 counts items[-4] -> items[-3]: the target leaks
+    assert clean[example.target - 1] == 0  # holdout 3: only others' data (3 -> 2 of user 2) scores
+    assert clean[2 - 1] > 0
+    # The tables are cached apart, and holdout 3 is holdout 2 on sequences one item shorter.
+    assert signals.co_table(1, True, 2) is not signals.co_table(1, True, 3)
+    assert set(signals._co) == {(1, True, 2), (1, True, 3)}
+    shorter = {u: s[:-1] for u, s in sequences.items()}
+    for window, directed in ((1, True), (3, False)):
+        assert torch.equal(
+            cooccurrence(sequences, 7, window, directed, holdout=3).to_dense(),
+            cooccurrence(shorter, 7, window, directed).to_dense(),
+        )
+    # Validation and test examples already never see their own transition at holdout 2 (4 -> 5 is user 1's
+    # items[-3] -> items[-2]); for_split leaves their fusion as it is.
+    (valid,) = [e for e in leave_one_out(sequences, "valid").examples if e.user_id == 1]
+    assert for_split(config, "valid") is config and for_split(config, "test") is config
+    assert cooccurrence(sequences, 7, 1, True).to_dense()[valid.history[-1] - 1, valid.target - 1] == 0
+
+
+def test_for_split_and_co_holdout_round_trip(tmp_path):
+    config = FusionConfig(w_text=0.5, w_co=2.0)
+    train = for_split(config, "train")
+    assert train == FusionConfig(w_text=0.5, w_co=2.0, co_holdout=3) and for_split(train, "train") is train
+    assert for_split(train, "valid") is train  # an explicit holdout of 3 is kept for evaluation too
+    with pytest.raises(ConfigError, match="unknown split"):
+        for_split(config, "training")
+    # The default holdout is left out of the dict: fusion files, evaluation identities and recall-cache keys
+    # written before the field existed stay as they were; a holdout of 3 is written and read back.
+    assert "co_holdout" not in config.to_dict()
+    assert train.to_dict()["co_holdout"] == 3 and FusionConfig.from_dict(train.to_dict()) == train
+    train.save(tmp_path / "train.json")
+    assert load_fusion(tmp_path / "train.json") == train
+    # A fusion file written before co_holdout existed loads with 2.
+    old = {"w_text": 0.0, "w_hist": 1.0, "w_co": 4.0, "decay": 0.7, "history_n": 20, "co_window": 3,
+           "co_directed": True}  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps({"fusion": old, "tuned_on": {"split": "valid"}}))
+    loaded = load_fusion(tmp_path / "old.json")
+    assert loaded.co_holdout == 2 and loaded.to_dict() == old
+    assert FusionConfig.from_dict(old).co_holdout == 2 and load_fusion({"fusion": old}) == loaded
+
+
+def test_the_training_reward_counts_without_the_training_target(ml100k, ml100k_dir, service, tmp_path):
+    from rl4rec.rewards.boundary import build_reward
+    from rl4rec.training.config import TrainConfig
+
+    fusion = FusionConfig(w_text=1.0, w_hist=0.5, w_co=3.0)
+    fusion.save(tmp_path / "f.json")
+    settings = TrainConfig(dataset_name="ml-100k", data_dir=str(ml100k_dir), retrieval="local", device="cpu",
+                           reward_type="auc", fusion=str(tmp_path / "f.json"))  # fmt: skip
+    reward_fn = build_reward(settings)
+    assert reward_fn.fusion == for_split(fusion, "train") and reward_fn.fusion.co_holdout == 3
+    assert reward_fn._fusion_arg["co_holdout"] == 3  # what a Ray service receives
+    examples = leave_one_out(ml100k.sequences, "train").examples[:12]
+    texts = [ml100k.item_text(e.history[-1]) for e in examples]
+    targets, histories = [e.target for e in examples], [list(e.history) for e in examples]
+    assert reward_fn.rank(texts, targets, histories) == service.rank(
+        texts, "ml-100k", targets, histories, for_split(fusion, "train")
+    )
+    assert (
+        build_reward(dataclasses.replace(settings, fusion=None)).fusion is None
+    )  # text only stays text only
 
 
 def test_fusion_config_validation_and_file_round_trip(tmp_path):
@@ -232,6 +311,11 @@ def test_queries_from_reranks_stored_texts_without_a_model(ml100k, ml100k_dir, s
         ({"co_directed": "yes"}, "co_directed must be true or false"),
         ({"co_directed": None}, "co_directed must be true or false"),
         ({"decay": "0.5"}, "decay must be a number"),
+        ({"co_holdout": 1}, r"co_holdout must be an integer in \[2, 3\]"),
+        ({"co_holdout": 4}, r"co_holdout must be an integer in \[2, 3\]"),
+        ({"co_holdout": True}, r"co_holdout must be an integer in \[2, 3\]"),
+        ({"co_holdout": 3.0}, r"co_holdout must be an integer in \[2, 3\]"),
+        ({"co_holdout": "3"}, r"co_holdout must be an integer in \[2, 3\]"),
     ],
 )
 def test_hostile_fusion_values_get_a_clear_error(bad, message):

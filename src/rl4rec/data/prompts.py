@@ -30,6 +30,12 @@ _FIELD_WORDS = {
 OLDEST_FIRST, RECENT_FIRST = "oldest_first", "recent_first"
 PROMPT_ORDERS = (OLDEST_FIRST, RECENT_FIRST)
 CANDIDATE_ORDERS = ("ranked", "shuffled")
+#: What the policy is asked for: the next item's description (the query RL trains), or, with candidates, the
+#: letter of the candidate the user will want next (a discriminative re-ranker, `evaluate --method chooser`).
+DESCRIBE, CHOOSE = "describe", "choose"
+TASKS = (DESCRIBE, CHOOSE)
+#: Candidate labels of a ``choose`` prompt: one single-token letter each (so one forward pass scores them all).
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @dataclass
@@ -54,6 +60,13 @@ class PromptFlags:
         "ranked | shuffled (per example, seeded): the candidates' order in the prompt.",
         one_of=CANDIDATE_ORDERS,
     )
+    task: str = opt(
+        DESCRIBE,
+        "describe: write the next item's description (the query RL trains) | choose: with --candidates, answer "
+        "with the letter of the candidate the user will want next (a re-ranker: `rl4rec sft --task choose`, "
+        "`rl4rec evaluate --method chooser`).",
+        one_of=TASKS,
+    )
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,8 @@ class PromptConfig:
     #: Token budget of the whole prompt, chat template included; ``None`` = no budget.
     max_length: int | None = None
     system_prompt: str | None = None
+    #: ``describe`` or ``choose`` (:data:`TASKS`); ``choose`` labels the candidates with letters.
+    task: str = DESCRIBE
 
     def __post_init__(self) -> None:
         if self.max_items < 1:
@@ -72,6 +87,8 @@ class PromptConfig:
             raise ConfigError(f"prompt order must be 'oldest_first' or 'recent_first', got {self.order!r}.")
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"max_length (prompt token budget) must be >= 8, got {self.max_length}.")
+        if self.task not in TASKS:
+            raise ConfigError(f"prompt task must be one of {', '.join(TASKS)}, got {self.task!r}.")
 
 
 def _fields_phrase(dataset: RecDataset) -> str:
@@ -86,8 +103,12 @@ def prompt_config_from_flags(flags: Any) -> PromptConfig:
     from flag names to the prompt, so RL, SFT and evaluation build the same prompt from the same flags.
     """
     get = flags.get if isinstance(flags, Mapping) else lambda name: getattr(flags, name)
+    task = flags.get("task", DESCRIBE) if isinstance(flags, Mapping) else getattr(flags, "task", DESCRIBE)
     return PromptConfig(
-        max_items=get("max_history_items"), order=get("prompt_order"), max_length=get("max_length")
+        max_items=get("max_history_items"),
+        order=get("prompt_order"),
+        max_length=get("max_length"),
+        task=task or DESCRIBE,
     )
 
 
@@ -112,21 +133,38 @@ class PromptBuilder:
             "Reply with the description only."
         )
 
+    def choice_request(self) -> str:
+        return (
+            f"Which candidate {self.dataset.item_noun} will this user want next? Answer with its letter only."
+        )
+
     def candidates_text(self, candidates: Sequence[int]) -> str:
-        """The recall stage's candidates, numbered in the order given (ranked or shuffled by the caller).
+        """The recall stage's candidates in the order given (ranked or shuffled by the caller), numbered, or
+        lettered for a ``choose`` prompt (one single-token label per candidate).
 
         Compact (no category path): the history above already shows the categories, and K full item texts
         would take most of a CPU-sized prompt budget.
         """
         ds = self.dataset
-        lines = [f"{i + 1}. {ds.short_item_texts[item - 1]}" for i, item in enumerate(candidates)]
+        choose = self.config.task == CHOOSE
+        if choose and len(candidates) > len(LETTERS):
+            raise ConfigError(
+                f"--task choose labels candidates A-Z: at most {len(LETTERS)}, got {len(candidates)}."
+            )
+        labels = LETTERS if choose else [str(i + 1) for i in range(len(candidates))]
+        lines = [f"{labels[i]}. {ds.short_item_texts[item - 1]}" for i, item in enumerate(candidates)]
         return f"Candidate {ds.item_noun}s suggested by the user's history:\n" + "\n".join(lines)
 
     def _content(self, history: Sequence[int], candidates: Sequence[int] | None) -> str:
         parts = [self.history_text(history)]
         if candidates:
             parts.append(self.candidates_text(candidates))
-        parts.append(self.request(with_candidates=bool(candidates)))
+        if self.config.task == CHOOSE:
+            if not candidates:
+                raise ConfigError("--task choose needs candidates to choose among: add --candidates K.")
+            parts.append(self.choice_request())
+        else:
+            parts.append(self.request(with_candidates=bool(candidates)))
         return "\n\n".join(parts)
 
     def history_text(self, history: Sequence[int]) -> str:

@@ -25,7 +25,7 @@ BASELINE_METHODS = (
     "sasrec",
     "first-candidate",
 )
-LLM_METHODS = ("zero-shot", "policy")
+LLM_METHODS = ("zero-shot", "policy", "chooser")
 METHODS = BASELINE_METHODS + LLM_METHODS
 #: Methods whose ranking can fuse the query text with the history (``--fusion FILE``).
 FUSION_METHODS = ("last-item", "history-fusion", "first-candidate", "zero-shot", "policy")
@@ -98,6 +98,12 @@ class EvalConfig:
     candidate_order: str | None = opt(
         None, "ranked | shuffled (default: as trained, or ranked)", one_of=CANDIDATE_ORDERS
     )
+    recall_prior: float = opt(
+        0.0,
+        "chooser: rank the candidates by log p(letter) - PRIOR * log(1 + recall position), so the recall stage's "
+        "order can temper the chooser (0 = the chooser alone; choose it on validation)",
+        at_least=0,
+    )
     embedder: str = opt("default", "sentence-embedding model (default: all-MiniLM-L6-v2)")
     fusion: str | None = opt(
         None,
@@ -129,7 +135,7 @@ class EvalConfig:
         if self.run_dir:
             return Path(self.run_dir)
         suffix = ""
-        if self.method == "policy" and self.model:
+        if self.method in ("policy", "chooser") and self.model:
             suffix = "-" + Path(self.model.rstrip("/")).name
         if self.fusion and self.method != "history-fusion":
             suffix += "-fusion"
@@ -160,6 +166,10 @@ class EvalConfig:
         need(
             self.fusion is None or self.method in FUSION_METHODS,
             f"--fusion applies to {', '.join(FUSION_METHODS)}; drop it for {self.method}.",
+        )
+        need(
+            self.method != "chooser" or self.queries_from is None,
+            "--queries_from applies to zero-shot and policy; a chooser writes no query (drop it).",
         )
         need(
             self.queries_from is None or self.method in LLM_METHODS,

@@ -116,7 +116,7 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
     from rl4rec.evaluation.resolved import resolve
     from rl4rec.metrics import count_candidates
     from rl4rec.retrieval.embedder import EmbedderConfig
-    from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, load_fusion
+    from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, for_split, load_fusion
     from rl4rec.retrieval.recall import build_prompts
     from rl4rec.retrieval.shared import local_service
     from rl4rec.statistics import interval, per_user
@@ -132,11 +132,15 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
     settings = resolved.prompt
     builder, generator = load_query_writer(resolved.config, dataset, resolved.model, settings)
     fusion = load_fusion(config.fusion)
+    if fusion is not None:  # --split train: without each user's own transition into the target
+        fusion = for_split(fusion, config.split)
     k, texts = config.samples, []
     step = config.users_per_batch
     for start in tqdm(range(0, len(examples), step), desc="headroom", unit="batch", dynamic_ncols=True):
         part = examples[start : start + step]
-        prompts, _ = build_prompts(builder, part, settings, service, dataset.name, config.seed)
+        prompts, _ = build_prompts(
+            builder, part, settings, service, dataset.name, config.seed, split=config.split
+        )
         texts += generator.generate([p for p in prompts for _ in range(k)])
     targets = [e.target for e in examples for _ in range(k)]
     histories = [list(e.history) for e in examples for _ in range(k)]
@@ -156,7 +160,7 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
         out[name] = {m: summarize(v, config.seed) for m, v in values.items()}
     baselines = {"last-item": service.rank([dataset.item_text(e.history[-1]) for e in examples], dataset.name,
                                            [e.target for e in examples], [list(e.history) for e in examples])}  # fmt: skip
-    history = dataclasses.replace(fusion or DEFAULT_HISTORY_FUSION, w_text=0.0)
+    history = for_split(dataclasses.replace(fusion or DEFAULT_HISTORY_FUSION, w_text=0.0), config.split)
     baselines["history-fusion"] = service.rank([""] * len(examples), dataset.name, [e.target for e in examples],
                                                [list(e.history) for e in examples], history)  # fmt: skip
     out["baselines"] = {

@@ -19,8 +19,11 @@ Baselines, and why each is here:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,7 @@ from rl4rec.data.splits import Example, training_interactions
 from rl4rec.errors import DataError
 from rl4rec.evaluation.ranking import Method, ScoreMethod, TextMethod
 from rl4rec.evaluation.resolved import ResolvedEval
+from rl4rec.io import atomic_write_json, cache_dir
 from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig
 from rl4rec.retrieval.recall import build_prompts
 
@@ -140,6 +144,59 @@ class FirstCandidate(TextMethod):
         return [self.dataset.item_text(c[0]) for c in self.stage.candidates(examples)]
 
 
+class ChooserScores(ScoreMethod):
+    """A discriminative re-ranker made from the policy: it reads the candidate prompt (``--task choose``) and
+    one forward pass scores every candidate's letter; the recall stage's top K are re-ordered by those scores
+    (:func:`rl4rec.retrieval.rerank.rerank_scores`), everything below them keeps its recall score.
+
+    It shows what the model adds as a chooser before generation and RL enter: zero-shot with the base
+    policy, or after ``rl4rec sft --task choose`` (cross-entropy on the target's letter).
+    """
+
+    name = "chooser"
+
+    def __init__(self, service: Any, dataset: RecDataset, builder: Any, model: Any, tokenizer: Any,
+                 settings: dict[str, Any], seed: int, recall_prior: float, batch_size: int) -> None:  # fmt: skip
+        super().__init__(dataset.n_items)
+        self.service, self.dataset, self.builder = service, dataset, builder
+        self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.seed, self.recall_prior, self.batch_size = seed, recall_prior, batch_size
+        self.k = int(settings["candidates"])
+        self.cache: Path | None = None  # set by make_method: letter scores kept per user, see _logprobs
+
+    def _logprobs(self, examples: Sequence[Example], prompts: list[Any], score: Any) -> np.ndarray:
+        """The letter scores, from ``self.cache`` where this model already scored these prompts.
+
+        Choosing ``--recall_prior`` on validation re-ranks the same users under several priors; the forward
+        passes (the whole cost) are then paid once. The cache is keyed by the model's files and the prompt
+        settings (:func:`chooser_cache`), and per example by user and history length.
+        """
+        from rl4rec.retrieval.recall import example_key
+
+        stored = (
+            json.loads(self.cache.read_text(encoding="utf-8")) if self.cache and self.cache.is_file() else {}
+        )
+        keys = [example_key(e) for e in examples]
+        todo = [i for i, key in enumerate(keys) if key not in stored]
+        if todo:
+            fresh = score(self.model, self.tokenizer, [prompts[i] for i in todo], self.k, self.batch_size)
+            for i, row in zip(todo, fresh, strict=True):
+                stored[keys[i]] = [float(x) for x in row]
+            if self.cache is not None:
+                atomic_write_json(self.cache, stored, indent=None)
+        return np.asarray([stored[key] for key in keys], dtype=np.float64)
+
+    def scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        from rl4rec.policy.choice import choice_logprobs
+        from rl4rec.retrieval.rerank import rerank_examples
+
+        scores, self.last_logprobs, self.last_scored = rerank_examples(
+            self.service, self.dataset.name, self.builder, self.settings, self.seed, examples,
+            lambda part, prompts: self._logprobs(part, prompts, choice_logprobs), self.recall_prior,
+        )  # fmt: skip
+        return scores
+
+
 class StoredQuery(TextMethod):
     """Ranks the texts another run wrote for the same users (``--queries_from``; same split and dataset).
 
@@ -162,6 +219,19 @@ class StoredQuery(TextMethod):
                 "use the same --num_users and --seed as that run, or let it finish first."
             )
         return [self.texts[e.user_id] for e in examples]
+
+
+def chooser_cache(
+    model: str, dataset: str, split: str, prompt: dict[str, Any], seed: int, dtype: str
+) -> Path:
+    """Where a chooser's letter scores are kept: one file per model (its files' sizes and times), dataset, split,
+    prompt settings, seed (shuffled orders) and dtype."""
+    files = sorted(Path(model).glob("*.safetensors")) if Path(model).is_dir() else []
+    ident = json.dumps({"model": str(Path(model).resolve()) if Path(model).exists() else model,
+                        "files": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+                        "dataset": dataset, "split": split, "prompt": prompt, "seed": seed, "dtype": dtype},
+                       sort_keys=True)  # fmt: skip
+    return cache_dir() / "chooser" / f"{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
 
 
 def make_method(resolved: ResolvedEval, dataset: RecDataset, service: Any) -> Method:
@@ -199,6 +269,15 @@ def _make_method(resolved: ResolvedEval, dataset: RecDataset, service: Any) -> M
     from rl4rec.evaluation.policy_queries import load_query_writer
 
     assert resolved.model is not None and resolved.prompt is not None
+    if config.method == "chooser":
+        from rl4rec.evaluation.policy_queries import load_chooser
+
+        builder, model, tokenizer = load_chooser(config, dataset, resolved.model, resolved.prompt)
+        method = ChooserScores(service, dataset, builder, model, tokenizer, resolved.prompt, config.seed,
+                               config.recall_prior, config.batch_size)  # fmt: skip
+        method.cache = chooser_cache(resolved.model, dataset.name, config.split, resolved.prompt, config.seed,
+                                     config.dtype)  # fmt: skip
+        return method
     builder, generator = load_query_writer(config, dataset, resolved.model, resolved.prompt)
     return GeneratedQuery(
         service, dataset.name, builder, generator, config.method, resolved.prompt, config.seed

@@ -17,7 +17,7 @@ from typing import Any
 
 from rl4rec.data.dataset import RecDataset
 from rl4rec.data.prompts import OLDEST_FIRST, PromptBuilder, prompt_config_from_flags
-from rl4rec.errors import DataError
+from rl4rec.errors import ConfigError, DataError
 from rl4rec.evaluation.config import EvalConfig
 from rl4rec.run_layout import RUN_CONFIG
 
@@ -26,7 +26,12 @@ logger = logging.getLogger(__name__)
 #: Prompt defaults for models without a run config (the demo's and RESULTS.md's training settings).
 PROMPT_DEFAULTS = {"max_length": 256, "max_history_items": 10, "prompt_order": OLDEST_FIRST}
 #: Candidate-aware prompt settings; in a run's identity only when candidates are on (older runs still resume).
-CANDIDATE_DEFAULTS = {"candidates": 0, "candidate_fusion": None, "candidate_order": "ranked"}
+CANDIDATE_DEFAULTS = {
+    "candidates": 0,
+    "candidate_fusion": None,
+    "candidate_order": "ranked",
+    "task": "describe",
+}
 
 
 def checkpoint_run_config(model: str) -> dict[str, Any]:
@@ -47,11 +52,20 @@ def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
     trained = checkpoint_run_config(model) if model else {}
     out = {}
     for key, default in {**PROMPT_DEFAULTS, **CANDIDATE_DEFAULTS}.items():
-        given = getattr(config, key)
+        given = getattr(config, key, None)  # (no --task flag: the method decides, below)
         out[key] = given if given is not None else trained.get(key, default)
+    if config.method == "chooser":  # the chooser reads letters, whatever the checkpoint was trained to write
+        out["task"] = "choose"
     if not out["candidates"]:
+        if out["task"] == "choose":
+            raise ConfigError(
+                "--method chooser needs candidates to choose among: --candidates K (or a checkpoint trained with "
+                "`rl4rec sft --task choose --candidates K`)."
+            )
         for key in CANDIDATE_DEFAULTS:
             del out[key]
+    elif out["task"] == "describe":
+        del out["task"]  # as before the flag: identities of earlier runs still match
     elif out["candidate_fusion"] is not None:
         out["candidate_fusion"] = str(Path(out["candidate_fusion"]).resolve())
     return out
@@ -89,3 +103,19 @@ def load_query_writer(
         "evaluate: %s with %s on %s (%s)", config.method, model_name, device, type(generator).__name__
     )
     return builder, generator
+
+
+def load_chooser(
+    config: EvalConfig, dataset: RecDataset, model_name: str, settings: dict[str, Any]
+) -> tuple[PromptBuilder, Any, Any]:
+    """The prompt builder, the model and its tokenizer of ``--method chooser`` (one forward pass per user)."""
+    import torch
+
+    from rl4rec.devices import resolve_device
+    from rl4rec.policy.loading import load_policy
+
+    device = resolve_device(config.device)
+    dtype = None if config.dtype == "auto" else getattr(torch, config.dtype)
+    model, tokenizer = load_policy(model_name, device=device, dtype=dtype)
+    logger.info("evaluate: chooser with %s on %s", model_name, device)
+    return PromptBuilder(dataset, tokenizer, prompt_config_from_flags(settings)), model, tokenizer

@@ -100,4 +100,6 @@ def identity(resolved: ResolvedEval, embedder_id: str | None) -> dict[str, Any]:
         )
         if config.dtype != "auto":  # absent for "auto", so runs written before the flag still resume
             ident["generation"]["dtype"] = config.dtype
+        if config.method == "chooser":  # one forward pass per user: no decoding settings
+            ident["generation"] = {"dtype": config.dtype, "recall_prior": config.recall_prior}
     return ident

@@ -12,9 +12,12 @@ text with the history signal, and RL should improve the combination, not compete
 over the ``history_n`` most recent history items ``h``, with recency weights ``r_h`` proportional to
 ``decay ** age`` (age 0 = the most recent item) and summing to 1. ``P(item | h)`` is the share of
 ``h``'s co-occurrences (``item`` within ``co_window`` positions after ``h``, or on either side when
-``co_directed`` is false) counted over **training interactions only**: each user's items before the
-validation target (:func:`rl4rec.data.splits.training_interactions` uses the same cut), so no
-validation or test target ever contributes.
+``co_directed`` is false) counted over **interactions before the example's target only**: each user's
+sequence without its last ``co_holdout`` items. ``co_holdout`` 2 (the default) leaves out the validation
+and test targets, the cut of :func:`rl4rec.data.splits.training_interactions`, for ranking validation
+and test examples; training prompts and the training reward use 3 (:func:`for_split`), which also
+leaves out the training target, so a training example's own transition into its target
+(``items[-4] -> items[-3]``) never scores that target.
 
 One implementation serves the reward, the in-process and Ray services and ``rl4rec evaluate``: the
 :class:`~rl4rec.retrieval.service.RetrievalService` calls :meth:`HistorySignals.fuse`. The default
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl4rec.data.splits import check_split
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.io import atomic_write_json
 
@@ -43,6 +47,8 @@ from rl4rec.io import atomic_write_json
 MAX_WEIGHT = 1e6
 MAX_CO_WINDOW = 1000
 MAX_HISTORY_N = 10000
+#: ``co_holdout``: 2 leaves out the validation and test targets, 3 the training target too (see :func:`for_split`).
+CO_HOLDOUT_RANGE = (2, 3)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class FusionConfig:
     history_n: int = 20
     co_window: int = 3
     co_directed: bool = True
+    #: Trailing items of each user's sequence left out of the co-occurrence counts (2: evaluation; 3: training).
+    co_holdout: int = 2
 
     def __post_init__(self) -> None:
         for name in ("w_text", "w_hist", "w_co"):
@@ -80,6 +88,16 @@ class FusionConfig:
                 raise ConfigError(f"fusion {name} must be an integer in [1, {most}], got {value!r}.")
         if not isinstance(self.co_directed, bool):
             raise ConfigError(f"fusion co_directed must be true or false, got {self.co_directed!r}.")
+        low, high = CO_HOLDOUT_RANGE
+        if (
+            isinstance(self.co_holdout, bool)
+            or not isinstance(self.co_holdout, int)
+            or not low <= self.co_holdout <= high
+        ):
+            raise ConfigError(
+                f"fusion co_holdout must be an integer in [{low}, {high}] (2: leave out the validation and test "
+                f"targets; 3: the training target too), got {self.co_holdout!r}."
+            )
 
     @property
     def text_only(self) -> bool:
@@ -90,7 +108,12 @@ class FusionConfig:
         return self.w_text > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields; ``co_holdout`` only when it is not the default 2, so the files, evaluation identities and
+        recall-stage cache keys written before the field existed stay valid (and a holdout of 3 keys its own)."""
+        out = dataclasses.asdict(self)
+        if out["co_holdout"] == 2:
+            del out["co_holdout"]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "fusion config") -> FusionConfig:
@@ -105,6 +128,21 @@ class FusionConfig:
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write ``{"fusion": {...}, **extra}`` (extra: how the weights were chosen)."""
         atomic_write_json(Path(path), {"fusion": self.to_dict(), **extra})
+
+
+def for_split(config: FusionConfig, split: str) -> FusionConfig:
+    """``config`` as it must score examples of ``split``: ``co_holdout`` 3 for "train", unchanged otherwise.
+
+    An example's features must come from data before its target. Co-occurrence is counted over each
+    user's sequence less its last ``co_holdout`` items; the default 2 keeps the training target
+    (``items[-3]``), so for a training example the user's own transition into that target would be counted
+    and its fused score would leak the target (on Beauty the recall stage's top 10 held the training
+    target for 66 % of training examples against 11 % of test users). Training prompts (the recall stage)
+    and the training reward therefore count without it; validation and test examples keep the default.
+    """
+    if check_split(split) == "train" and config.co_holdout < 3:
+        return dataclasses.replace(config, co_holdout=3)
+    return config
 
 
 #: history-fusion's weights when no fusion file is given (tune them: `rl4rec tune-fusion`); also the recall stage's.
@@ -144,16 +182,17 @@ def recency_weights(n: int, decay: float) -> np.ndarray:
 
 
 def cooccurrence(
-    sequences: Mapping[int, Sequence[int]], n_items: int, window: int, directed: bool
+    sequences: Mapping[int, Sequence[int]], n_items: int, window: int, directed: bool, holdout: int = 2
 ) -> torch.Tensor:
     """Row-normalised co-occurrence ``P(b | a)``, sparse COO ``[n_items, n_items]`` (row/col j = item j+1).
 
-    Counted over each user's items before the validation target only (``items[:-2]``).
+    Counted over each user's items less the last ``holdout`` only: ``items[:-2]`` (before the validation
+    target) by default, ``items[:-3]`` (before the training target) with 3.
     """
     src: list[np.ndarray] = []
     dst: list[np.ndarray] = []
     for items in sequences.values():
-        seq = np.asarray(items[: max(len(items) - 2, 0)], dtype=np.int64) - 1
+        seq = np.asarray(items[: max(len(items) - holdout, 0)], dtype=np.int64) - 1
         for gap in range(1, min(window, len(seq) - 1) + 1):  # bounded by the data, whatever the window
             src.append(seq[:-gap])
             dst.append(seq[gap:])
@@ -188,13 +227,13 @@ class HistorySignals:
         self.items = item_embeddings.float()
         self.n_items = int(item_embeddings.shape[0])
         self.sequences = sequences
-        self._co: dict[tuple[int, bool], torch.Tensor] = {}
+        self._co: dict[tuple[int, bool, int], torch.Tensor] = {}
 
-    def co_table(self, window: int, directed: bool) -> torch.Tensor:
-        key = (window, directed)
+    def co_table(self, window: int, directed: bool, holdout: int = 2) -> torch.Tensor:
+        key = (window, directed, holdout)
         if key not in self._co:
             # stored transposed: one sparse @ dense product then scores a whole batch
-            table = cooccurrence(self.sequences, self.n_items, window, directed)
+            table = cooccurrence(self.sequences, self.n_items, window, directed, holdout)
             with warnings.catch_warnings():  # "sparse CSR support is in beta": sparse @ dense is all we use
                 warnings.simplefilter("ignore", UserWarning)
                 self._co[key] = table.t().coalesce().to_sparse_csr()
@@ -226,6 +265,6 @@ class HistorySignals:
             if config.w_hist:
                 out += config.w_hist * ((weights.to(device) @ self.items) @ self.items.T)
             if config.w_co:
-                co = self.co_table(config.co_window, config.co_directed)
+                co = self.co_table(config.co_window, config.co_directed, config.co_holdout)
                 out += config.w_co * (co @ weights.T).T.to(device)
         return out

@@ -9,9 +9,10 @@ similarity and co-occurrence; ``w_text`` forced to 0), scored by the same
 masked; its top K items, best first (ties: lower item id first), are the candidates.
 
 Candidates depend only on the history, the dataset and the fusion weights (co-occurrence counted on
-training interactions, never on a validation or test target), so they are cached on disk per dataset,
-fusion and K, keyed by user and history length. Recall@K of the stage is history-fusion's Hit@K:
-``rl4rec evaluate --method history-fusion --fusion FILE --ks 10,20,50``.
+training interactions, never on a validation or test target, and for training examples never on the
+training target either: :func:`~rl4rec.retrieval.fusion.for_split`), so they are cached on disk per
+dataset, fusion (its ``co_holdout`` included) and K, keyed by user and history length. Recall@K of the
+stage is history-fusion's Hit@K: ``rl4rec evaluate --method history-fusion --fusion FILE --ks 10,20,50``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from rl4rec.data.prompts import Prompt, PromptBuilder
 from rl4rec.data.splits import Example
 from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_write_json, cache_dir
-from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig, load_fusion
+from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig, for_split, load_fusion
 from rl4rec.retrieval.service import Ranker
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,11 @@ def example_key(example: Example) -> str:
 
 
 class RecallStage:
-    """Top-``k`` candidates per example (history masked), cached on disk."""
+    """Top-``k`` candidates per example (history masked), cached on disk.
+
+    ``fusion`` is used as given (``w_text`` forced to 0): for training examples pass ``for_split(fusion,
+    "train")``, as :func:`build_prompts` does, so their own transitions into their targets are not counted.
+    """
 
     def __init__(self, service: Ranker, dataset_name: str, fusion: FusionConfig | str | Path | None, k: int,
                  cache: Path | None = None) -> None:  # fmt: skip
@@ -119,20 +124,23 @@ def _get(flags: Any, name: str, default: Any = None) -> Any:
 
 
 def build_prompts(builder: PromptBuilder, examples: Sequence[Example], flags: Any, service: Ranker | None,
-                  dataset_name: str,
-                  seed: int = 0) -> tuple[list[Prompt], list[list[int]] | None]:  # fmt: skip
+                  dataset_name: str, seed: int = 0, *,
+                  split: str = "valid") -> tuple[list[Prompt], list[list[int]] | None]:  # fmt: skip
     """The prompts of ``examples`` (and their candidate lists, in prompt order), as ``flags`` ask.
 
     ``flags`` holds the prompt flags (a config or a dict of resolved settings): with ``candidates`` K > 0
     each prompt lists the recall stage's top K; without, the candidates are None. Training, SFT,
-    evaluation and held-out evaluation all build their prompts here, so they agree.
+    evaluation and held-out evaluation all build their prompts here, so they agree. ``split`` is the split
+    of ``examples``: for "train" the recall stage counts co-occurrence without the training targets
+    (:func:`~rl4rec.retrieval.fusion.for_split`); valid and test examples keep the default.
     """
     k = int(_get(flags, "candidates", 0) or 0)
     if not k:
         return [builder.build(e.history) for e in examples], None
     if service is None:
         raise ConfigError("--candidates needs the retrieval service (the recall stage scores the catalogue).")
-    stage = RecallStage(service, dataset_name, _get(flags, "candidate_fusion"), k)
+    fusion = for_split(recall_fusion(_get(flags, "candidate_fusion")), split)
+    stage = RecallStage(service, dataset_name, fusion, k)
     order = _get(flags, "candidate_order", "ranked") or "ranked"
     lists = [
         arrange(c, order, seed, example_key(e))

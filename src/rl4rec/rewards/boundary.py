@@ -232,9 +232,12 @@ def build_reward(settings: Any, reward_fn: Any = None) -> Any:
     """The run's reward: ``reward_fn`` (else ``settings.reward_fn``, ``module:attr``) or the retrieval reward.
 
     An ``RLRewardFunction`` subclass is built with the run's dataset, reward and retrieval settings; an
-    instance or any other callable is used as it is (normalised later by :func:`training_reward`).
+    instance or any other callable is used as it is (normalised later by :func:`training_reward`). The reward
+    ranks training examples, so its ``settings.fusion`` counts co-occurrence without each user's training
+    target (:func:`~rl4rec.retrieval.fusion.for_split`): an example's own transition never scores its target.
     """
     from rl4rec.retrieval.embedder import EmbedderConfig
+    from rl4rec.retrieval.fusion import for_split, load_fusion
     from rl4rec.rewards.base import create_reward_function
 
     if reward_fn is None and settings.reward_fn is not None:
@@ -249,6 +252,8 @@ def build_reward(settings: Any, reward_fn: Any = None) -> Any:
             "an instance or a TRL-style reward function."
         )
     factory = create_reward_function if reward_fn is None else reward_fn
+    # The reward scores training examples: their co-occurrence leaves out the training target (co_holdout 3).
+    fusion = load_fusion(settings.fusion)
     return factory(
         retrieval_service_name=settings.retrieval_service_name,
         namespace=settings.namespace,
@@ -261,5 +266,5 @@ def build_reward(settings: Any, reward_fn: Any = None) -> Any:
         embedder=EmbedderConfig(model_name=settings.embedder),
         address=settings.ray_address,
         retry_timeout_s=settings.retry_timeout_s,
-        fusion=settings.fusion,
+        fusion=None if fusion is None else for_split(fusion, "train"),
     )

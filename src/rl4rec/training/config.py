@@ -37,10 +37,21 @@ def check_prompt_flags(config: Any) -> None:
     """The prompt flags' rules that field metadata cannot express (shared by ``rl4rec train`` and ``sft``)."""
     if config.max_length < 16:
         raise ConfigError(f"--max_length must be >= 16 tokens, got {config.max_length}.")
+    check_task(getattr(config, "task", "describe"), getattr(config, "candidates", 0) or 0)
     if getattr(config, "candidate_fusion", None) is not None:
         from rl4rec.retrieval.fusion import load_fusion
 
         load_fusion(config.candidate_fusion)  # a missing or malformed file fails here, before any model loads
+
+
+def check_task(task: str, candidates: int) -> None:
+    """``--task choose`` answers with a candidate's letter: it needs between 2 and 26 candidates."""
+    from rl4rec.data.prompts import CHOOSE, LETTERS
+
+    if task == CHOOSE and not 2 <= candidates <= len(LETTERS):
+        raise ConfigError(
+            f"--task choose needs --candidates between 2 and {len(LETTERS)} (one letter each), got {candidates}."
+        )
 
 
 @dataclass
@@ -258,6 +269,11 @@ class TrainConfig(  # bases in reverse: --help lists the run's flags first, held
         """Raise :class:`ConfigError` on the first invalid value; returns self."""
         check_fields(self)
         check_reward_args(self.reward_type, self.k, self.mixed_weight, flag="--")
+        if self.task != "describe":
+            raise ConfigError(
+                f"rl4rec train rewards a written query: --task must be describe, got {self.task!r} (train a "
+                "chooser with `rl4rec sft --task choose`)."
+            )
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be cuda, cpu or auto, got {self.device!r}.")
         if self.batch_size % self.mini_batch_size:

@@ -84,6 +84,36 @@ def build_rows(
     return rows
 
 
+def warn_own_transitions(config: Any) -> bool:
+    """One warning where ``--train_targets all`` meets a co-occurrence signal (the recall stage of
+    ``--candidates``, or a ``--fusion`` reward, with ``w_co`` > 0); True when it warned.
+
+    Training examples count co-occurrence without each user's last three items (``co_holdout`` 3, see
+    :func:`rl4rec.retrieval.fusion.for_split`), which covers the third-to-last target only: the examples that
+    ``all`` adds at earlier positions still have their own transition into their target counted.
+    """
+    if getattr(config, "train_targets", "last") != "all":
+        return False
+    from rl4rec.retrieval.fusion import load_fusion
+    from rl4rec.retrieval.recall import recall_fusion
+
+    uses = []
+    if getattr(config, "candidates", 0) and recall_fusion(getattr(config, "candidate_fusion", None)).w_co > 0:
+        uses.append(f"the recall stage of --candidates {config.candidates}")
+    reward_fusion = load_fusion(getattr(config, "fusion", None))
+    if reward_fusion is not None and reward_fusion.w_co > 0:
+        uses.append("the --fusion reward")
+    if not uses:
+        return False
+    logger.warning(
+        "--train_targets all with co-occurrence in %s: co-occurrence leaves out each user's last three items "
+        "(co_holdout 3), so the extra examples at earlier positions still have their own transition into their "
+        "target counted, and their scores lean toward the target. Use --train_targets last for leak-free features.",
+        " and ".join(uses),
+    )
+    return True
+
+
 def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
     """HF ``datasets.Dataset`` of the training split, prompts within the token budget."""
     from datasets import Dataset
@@ -101,6 +131,7 @@ def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
         prompt_config_from_flags(config),
     )
     preferences = read_preference_file(config.prompt_file) if config.prompt_file else None
+    warn_own_transitions(config)
     prompts = candidates = None
     if config.candidates:
         from rl4rec.retrieval.embedder import EmbedderConfig
@@ -111,7 +142,7 @@ def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
             config.dataset_name, config.data_dir, EmbedderConfig(model_name=config.embedder)
         )
         prompts, candidates = build_prompts(
-            builder, examples, config, service, config.dataset_name, config.seed
+            builder, examples, config, service, config.dataset_name, config.seed, split="train"
         )
         hits = sum(ex.target in c for ex, c in zip(examples, candidates, strict=True))
         logger.info("candidate-aware prompts: the target is among the top %d for %d of %d training examples",

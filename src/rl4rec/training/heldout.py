@@ -88,6 +88,7 @@ class HeldOutEvaluator:
         from rl4rec.metrics import count_candidates
         from rl4rec.retrieval.embedder import EmbedderConfig
         from rl4rec.retrieval.fusion import load_fusion
+        from rl4rec.retrieval.recall import build_prompts
         from rl4rec.retrieval.shared import local_service
 
         self.config = config
@@ -97,8 +98,6 @@ class HeldOutEvaluator:
         self.dataset = load_dataset(config.dataset_name, config.data_dir)
         split = leave_one_out(self.dataset.sequences, config.eval_split)
         self.examples = sample_users(split.examples, config.eval_users, config.eval_seed)
-        builder = PromptBuilder(self.dataset, tokenizer, prompt_config_from_flags(config))
-        self.prompts = [builder.build(e.history) for e in self.examples]
         self.targets = [e.target for e in self.examples]
         self.histories = [list(e.history) for e in self.examples]
         self.candidates = count_candidates(self.dataset.n_items, self.targets, self.histories)
@@ -108,6 +107,12 @@ class HeldOutEvaluator:
             config.data_dir,
             EmbedderConfig(model_name=getattr(config, "embedder", "default")),
         )
+        # the run's own prompts (candidates included), built as `rl4rec evaluate --seed eval_seed` builds them
+        self.builder = PromptBuilder(self.dataset, tokenizer, prompt_config_from_flags(config))
+        self.prompts, _ = build_prompts(
+            self.builder, self.examples, config, self.service, self.dataset.name, config.eval_seed
+        )
+        self.choose = getattr(config, "task", "describe") == "choose"
         self.start: HeldOutResult | None = None
         self.best: dict[str, Any] | None = self._read_best()
 
@@ -128,6 +133,8 @@ class HeldOutEvaluator:
     def evaluate(self, model: Any, step: int) -> HeldOutResult:
         """Rank every user's greedy query; log and write the step's file; return the ``eval/`` metrics."""
         started = time.perf_counter()
+        if self.choose:
+            return self._evaluate_chooser(model, step, started)
         texts = self.queries(model)
         ranks = np.asarray(
             self.service.rank(texts, self.dataset.name, self.targets, self.histories), dtype=np.int64
@@ -142,6 +149,37 @@ class HeldOutEvaluator:
         if step > 0 and self.start is None:  # a resumed run: step 0 was evaluated before the stop
             self.start = self._load(0)
         result = HeldOutResult(step, ranks, fused, {})
+        result.metrics = self._metrics(result, time.perf_counter() - started)
+        if step == 0:
+            self.start = result
+        return result
+
+    def _evaluate_chooser(self, model: Any, step: int, started: float) -> HeldOutResult:
+        """``--task choose``: the chooser re-ranks the recall stage, through ``evaluate --method chooser``'s code."""
+        import torch
+
+        from rl4rec.data.prompts import LETTERS
+        from rl4rec.metrics import compute_ranks
+        from rl4rec.policy.choice import choice_logprobs
+        from rl4rec.retrieval.rerank import rerank_examples
+
+        settings = {
+            key: getattr(self.config, key) for key in ("candidates", "candidate_fusion", "candidate_order")
+        }
+        k, batch = int(self.config.candidates), self.config.eval_batch_size
+        scores, logprobs, scored = rerank_examples(
+            self.service, self.dataset.name, self.builder, settings, self.config.eval_seed, self.examples,
+            lambda _, prompts: choice_logprobs(model, self.tokenizer, prompts, k, batch),
+        )  # fmt: skip
+        ranks = compute_ranks(scores, torch.tensor(self.targets), self.histories).numpy().astype(np.int64)
+        # each user's letter ("-": the target is not among the candidates, so no forward pass was needed)
+        letters = [
+            LETTERS[int(row.argmax())] if hit else "-" for row, hit in zip(logprobs, scored, strict=True)
+        ]
+        self._write(step, letters, ranks, None)
+        if step > 0 and self.start is None:
+            self.start = self._load(0)
+        result = HeldOutResult(step, ranks, None, {})
         result.metrics = self._metrics(result, time.perf_counter() - started)
         if step == 0:
             self.start = result

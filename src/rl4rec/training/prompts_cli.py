@@ -46,7 +46,7 @@ def _show(argv: list[str]) -> int:
         from rl4rec.retrieval.shared import local_service
 
         service = local_service(args.dataset, args.data_dir)
-    prompts, _ = build_prompts(builder, examples, args, service, dataset.name)
+    prompts, _ = build_prompts(builder, examples, args, service, dataset.name, split=args.split)
     for example, prompt in zip(examples, prompts, strict=True):
         print(f"# user {example.user_id}  target {example.target}: {dataset.item_text(example.target)}")
         if tokenizer is not None:

@@ -104,6 +104,13 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
             )
         if self.max_steps == 0:
             raise ConfigError("--max_steps must be -1 (run --num_epochs) or >= 1, got 0.")
+        from rl4rec.data.prompts import CHOOSE
+
+        if self.task == CHOOSE and (self.candidate_misses != "skip" or self.completions_from):
+            raise ConfigError(
+                "--task choose trains on the target's letter: it needs --candidate_misses skip and no "
+                "--completions_from."
+            )
         from rl4rec.training.heldout import check_heldout_flags
 
         check_heldout_flags(self)
@@ -157,13 +164,18 @@ def sft_rows(
     builder: PromptBuilder,
     prompts: list[Any] | None = None,
     answers: dict[int, str] | None = None,
+    letters: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Prompt-completion rows: the RL prompt (given, or built from the history) and the target item's text (or
-    ``answers[user]``: the user's best sampled query, for reward-ranked fine-tuning)."""
+    ``answers[user]``: the user's best sampled query, for reward-ranked fine-tuning; or ``letters[i]``: the
+    target's candidate letter, for a chooser)."""
     rows = []
     for i, ex in enumerate(examples):
         prompt = prompts[i] if prompts is not None else builder.build(ex.history)
-        answer = answers[ex.user_id] if answers is not None else dataset.item_text(ex.target)
+        if letters is not None:
+            answer = letters[i]
+        else:
+            answer = answers[ex.user_id] if answers is not None else dataset.item_text(ex.target)
         completion: Any = (
             [{"role": "assistant", "content": answer}] if isinstance(prompt, list) else " " + answer
         )
@@ -173,24 +185,34 @@ def sft_rows(
 
 def candidate_examples(
     dataset: RecDataset, examples: list[Example], builder: PromptBuilder, config: SFTConfig
-) -> tuple[list[Example], list[Any]]:
+) -> tuple[list[Example], list[Any], list[str] | None]:
     """Candidate-aware SFT data: the prompts list the recall stage's top K; ``--candidate_misses`` decides
-    what happens to examples whose target the recall stage missed (skip them, or keep them)."""
+    what happens to examples whose target the recall stage missed (skip them, or keep them). With
+    ``--task choose`` the completions are the target's letters (a chooser has no answer for a miss)."""
+    from rl4rec.data.prompts import CHOOSE, LETTERS
     from rl4rec.retrieval.recall import build_prompts
     from rl4rec.retrieval.shared import local_service
+    from rl4rec.training.data import warn_own_transitions
 
+    warn_own_transitions(config)
     service = local_service(config.dataset_name, config.data_dir)
-    prompts, lists = build_prompts(builder, examples, config, service, dataset.name, config.seed)
+    prompts, lists = build_prompts(
+        builder, examples, config, service, dataset.name, config.seed, split="train"
+    )
     assert lists is not None
     hit = [ex.target in c for ex, c in zip(examples, lists, strict=True)]
     logger.info("sft candidates: the target is among the top %d for %d of %d examples (%s the others)",
                 config.candidates, sum(hit), len(examples), config.candidate_misses)  # fmt: skip
     if config.candidate_misses == "keep":
-        return examples, prompts
+        return examples, prompts, None
     kept = [i for i, h in enumerate(hit) if h]
     if not kept:
         raise ConfigError("no training example has its target among the candidates; raise --candidates.")
-    return [examples[i] for i in kept], [prompts[i] for i in kept]
+    letters = [LETTERS[lists[i].index(examples[i].target)] for i in kept] if config.task == CHOOSE else None
+    if letters is not None:
+        shares = {letter: letters.count(letter) / len(letters) for letter in sorted(set(letters))}
+        logger.info("chooser targets by letter: %s", ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    return [examples[i] for i in kept], [prompts[i] for i in kept], letters
 
 
 def _truncate_completions(rows: list[dict[str, Any]], tokenizer: Any, max_tokens: int) -> None:
@@ -233,11 +255,11 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         prompt_config_from_flags(config),
     )
     examples = sft_examples(dataset, config)
-    prompts = None
+    prompts = letters = None
     if config.candidates:
-        examples, prompts = candidate_examples(dataset, examples, builder, config)
+        examples, prompts, letters = candidate_examples(dataset, examples, builder, config)
     answers = best_queries(config.completions_from) if config.completions_from else None
-    rows = sft_rows(dataset, examples, builder, prompts, answers)
+    rows = sft_rows(dataset, examples, builder, prompts, answers, letters)
     _truncate_completions(rows, tokenizer, config.max_completion_tokens)
     logger.info("sft data: %d examples from %d users", len(rows), len({e.user_id for e in examples}))
     args = TrlSFTConfig(
