@@ -23,7 +23,8 @@
 #   chooser     the discriminative re-ranker: the policy reads the candidate prompt (--task choose, candidates
 #               lettered in a shuffled order) and one forward pass scores every letter; SFT on the target's letter
 #               (training split, the targets the recall stage found), --recall_prior chosen on CHOOSER_N_VALID validation
-#               users (zero-shot and trained), then CAND_N_TEST test users, paired with history-fusion
+#               users, then CHOOSER_N_TEST test users, paired with history-fusion (the recall stage; the forward
+#               pass runs only for users whose target is a candidate: the others keep their recall rank)
 # Data: $DATA_DIR (default ../shared/data). Outputs: outputs/results/beauty/. Seeds: evaluation sample 0,
 # training 42. Test users are read once per reported row; every weight is chosen on validation users.
 set -euo pipefail
@@ -43,7 +44,9 @@ CAND_N_TEST=${CAND_N_TEST:-1000}
 CAND_W_TEXT=${CAND_W_TEXT:-0.5}
 CAND_STEPS=${CAND_STEPS:-150}
 CHOOSER_STEPS=${CHOOSER_STEPS:-150}
-CHOOSER_N_VALID=${CHOOSER_N_VALID:-500}
+CHOOSER_N_VALID=${CHOOSER_N_VALID:-3000}
+CHOOSER_N_TEST=${CHOOSER_N_TEST:-5000}
+CHOOSER_MODELS=${CHOOSER_MODELS:-trained}  # "trained zero-shot" adds the untrained policy as a chooser
 CAND=(--max_length 512 --max_history_items 10 --candidates "$CAND_K" --candidate_fusion "$OUT/fusion-history.json")
 EVAL=(--dataset beauty --data_dir "$DATA" --seed 0 --max_new_tokens 48)
 mkdir -p "$OUT" "$RUNS"
@@ -171,7 +174,7 @@ case ${1:-} in
       --checkpoint_dir "$run" --device cpu "${CH[@]}" --max_steps "$CHOOSER_STEPS" --batch_size 8 \
       --mini_batch_size 8 --learning_rate 1e-4 --save_steps 25 --eval_steps 50 --eval_users 128 --eval_batch_size 16 \
       --keep_best ndcg@10 $( [ -d "$run" ] && echo --resume )
-    for model in zero-shot trained; do
+    for model in $CHOOSER_MODELS; do
       args=(--method chooser --batch_size 16 --dtype bfloat16)  # bf16 forward passes: ~2x faster on this CPU
       [ $model = zero-shot ] && args+=("${CH[@]}") || args+=(--model "$run/checkpoint_final")
       for prior in 0 0.5 1 2 4; do  # the letter scores are cached: the forward passes run once per model
@@ -186,11 +189,16 @@ print(max(ndcg, key=lambda p: (ndcg[p], -float(p))))
 PY
 )
       echo "chooser $model: recall prior $best (validation NDCG@10)"
-      evaluate "chooser-$model" test --num_users "$CAND_N_TEST" "${args[@]}" --recall_prior "$best"
-      evaluate "history-fusion-$CAND_N_TEST" test --method history-fusion --fusion "$OUT/fusion-history.json" \
-        --num_users "$CAND_N_TEST"
-      $RL4REC compare "$OUT/history-fusion-$CAND_N_TEST" "$OUT/chooser-$model" \
-        --output "$OUT/chooser-$model-vs-history-fusion.json" | tail -n 4
+      evaluate "history-fusion-valid-$CHOOSER_N_VALID" valid --method history-fusion --fusion "$OUT/fusion-history.json" \
+        --num_users "$CHOOSER_N_VALID"
+      for prior in 0 "$best"; do
+        $RL4REC compare "$OUT/history-fusion-valid-$CHOOSER_N_VALID" "$OUT/chooser-$model-valid-p$prior" \
+          --output "$OUT/chooser-$model-valid-p$prior-vs-history-fusion.json" | tail -n 4
+      done
+      name="chooser-$model-$CHOOSER_N_TEST"
+      evaluate "$name" test --num_users "$CHOOSER_N_TEST" "${args[@]}" --recall_prior "$best"
+      [ -d "$OUT/recall-test" ] || $0 cand-recall
+      $RL4REC compare "$OUT/recall-test" "$OUT/$name" --output "$OUT/$name-vs-history-fusion.json" | tail -n 4
     done ;;
   cand-compare)
     evaluate "history-fusion-$CAND_N_TEST" test --method history-fusion --fusion "$OUT/fusion-history.json" \
