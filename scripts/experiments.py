@@ -57,8 +57,13 @@ def rft(lr: str, steps: int, *extra: str) -> list[str]:
             "--keep_best", "auc", *extra]  # fmt: skip
 
 
-#: Reward-ranked runs: name -> (users sampled, samples per user) for `rl4rec headroom --split train`.
-SAMPLING = {"ml-rft400x4": (400, 4)}
+#: Reward-ranked runs: name -> (users sampled, samples per user, user-sample seed, sampling policy or None for the
+#: default) for `rl4rec headroom --split train`.
+SAMPLING: dict[str, tuple[int, int, int, str | None]] = {
+    "ml-rft400x4": (400, 4, 0, None),
+    # expert iteration: round 2 samples other users (seed 1) with round 1's policy and fine-tunes it further
+    "ml-rft400x4-r2": (400, 4, 1, str(OUT / "ml-rft400x4" / "checkpoint_final")),
+}
 
 
 def sft_ml(lr: str, steps: int, examples: int, *extra: str) -> list[str]:
@@ -99,6 +104,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
         rft("5e-5", 50),
         "reward-ranked fine-tuning: best of 4 samples (T 0.8) of 400 training users, 50 SFT steps",
     ),
+    "ml-rft400x4-r2": (
+        "sft",
+        rft("5e-5", 50, "--model_name", str(OUT / "ml-rft400x4" / "checkpoint_final")),
+        "reward-ranked fine-tuning, round 2: best of 4 samples of 400 other training users by round 1's policy, "
+        "50 more SFT steps from it",
+    ),
     "ml-demo60": (
         "train",
         grpo(2, 4, "1e-5", 60),
@@ -134,12 +145,13 @@ def run(name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     extra: list[str] = []
     if name in SAMPLING:  # reward-ranked: sample K queries per training user once, train on each user's best
-        users, samples = SAMPLING[name]
+        users, samples, seed, policy = SAMPLING[name]
         ranked = out / "samples.json"
         if not ranked.with_suffix(".ranks.jsonl").is_file():
             sample = [RL4REC, "headroom", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"), "--split", "train",
                       "--num_users", str(users), "--samples", str(samples), "--temperature", "0.8", "--max_new_tokens",
-                      "32", "--max_length", "256", "--users_per_batch", "8", "--output", str(ranked)]  # fmt: skip
+                      "32", "--max_length", "256", "--users_per_batch", "8", "--seed", str(seed), "--output",
+                      str(ranked), *(["--model", policy] if policy else [])]  # fmt: skip
             with open(out / "sample.log", "a") as log:
                 if subprocess.call(sample, cwd=REPO, stdout=log, stderr=subprocess.STDOUT):
                     raise SystemExit(f"{name}: sampling failed; see {out / 'sample.log'}")
