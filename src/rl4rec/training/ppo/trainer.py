@@ -12,11 +12,11 @@ Run it on CPU, one GPU, or several processes (``accelerate launch``: each proces
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from rl4rec.training.heldout import heldout_schedule
 from rl4rec.training.ppo import losses as L
 from rl4rec.training.ppo import state as S
 from rl4rec.training.ppo.accelerate_setup import release_accelerator_state
+from rl4rec.training.ppo.models import build_models, reference_logits
 from rl4rec.training.ppo.optim import build_optimizer
 from rl4rec.training.ppo.rollout import (
     HFSampler,
@@ -49,8 +50,8 @@ from rl4rec.training.ppo.rollout import (
     stream_indices,
     token_logprobs,
 )
-from rl4rec.training.ppo.value import PolicyAndValue, backbone_of, completion_states
-from rl4rec.training.run_context import RunContext, TrainResult, lora_config
+from rl4rec.training.ppo.value import PolicyAndValue
+from rl4rec.training.run_context import RunContext, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -101,58 +102,9 @@ class PPORun:
             self.run.reward_fn, recorder=recorder if self.acc.is_main_process else None
         )
 
-    def _build_model(self) -> tuple[PolicyAndValue, Any]:
-        from rl4rec.policy.loading import load_policy
-
-        config = self.config
-        policy, tokenizer = load_policy(config.model_name, device="cpu")
-        peft_config = lora_config(config)
-        value_backbone = copy.deepcopy(backbone_of(policy)) if config.value_model == "separate" else None
-        if peft_config is None:
-            self.ref_model = copy.deepcopy(policy).eval().requires_grad_(False)
-            if self.resume_from is not None:
-                policy = S.load_policy_weights(self.resume_from, policy)
-        else:  # the reference is the same model with its adapters switched off
-            from peft import get_peft_model
-
-            self.ref_model = None
-            policy = get_peft_model(policy, peft_config)
-            if value_backbone is not None:  # its own adapters (a fresh config: peft resolves names in place)
-                value_lora = lora_config(config)
-                value_lora.task_type = None
-                value_backbone = get_peft_model(value_backbone, value_lora)
-            if self.resume_from is not None:
-                S.load_policy_weights(self.resume_from, policy)
-        if config.gradient_checkpointing:
-            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = PolicyAndValue(policy, config.value_model, value_backbone)
-        if self.resume_from is not None:
-            S.load_value(self.resume_from, model)
-        for module in model.modules():  # ratios must be exactly 1 before the first update
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-        return model, tokenizer
-
-    def _reference(
-        self,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        positions: torch.Tensor,
-        n: int,
-        shared_prefix: bool = False,
-    ) -> torch.Tensor:
-        """The reference policy's logits at the ``n`` completion positions (no gradients are asked of it)."""
-        if self.ref_model is not None:
-            logits, _ = completion_states(self.ref_model, ids, mask, positions, n, shared_prefix)
-        else:
-            with self.unwrapped.policy.disable_adapter():
-                logits, _ = completion_states(self.unwrapped.policy, ids, mask, positions, n, shared_prefix)
-        assert logits is not None
-        return logits
-
     def _setup(self) -> None:
         config, acc = self.config, self.acc
-        model, self.tokenizer = self._build_model()
+        model, self.tokenizer, self.ref_model = build_models(self.config, self.resume_from)
         from rl4rec.training.data import build_train_dataset
 
         self.dataset = build_train_dataset(config, self.tokenizer)
@@ -289,7 +241,7 @@ class PPORun:
         t_reward = time.perf_counter() - t0 - t_gen
         score_rollout(
             self.unwrapped,
-            self._reference,
+            partial(reference_logits, self.ref_model, self.unwrapped.policy),
             rollout,
             config.temperature,
             config.mini_batch_size,
@@ -357,26 +309,27 @@ class PPORun:
         }
 
     def save(self, step: int, rng_states: list[dict[str, Any]] | None = None) -> Path:
-        path = step_dir(self.run.run_dir, step)
         rng_states = gather_object([S.rng_state()]) if rng_states is None else rng_states
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            S.save_checkpoint(
-                path, self.unwrapped, self.tokenizer, self.config.to_json(), self._trainer_state(step),
-                self.optimizer, self.scheduler, rng_states,
-            )  # fmt: skip
-            logger.info("saved %s", path)
-        self.acc.wait_for_everyone()
-        return path
+        resume = (self.optimizer, self.scheduler, rng_states)
+        return self._write(step_dir(self.run.run_dir, step), step, resume, "saved %s")
 
     def save_final(self, step: int) -> Path:
-        path = self.run.run_dir / FINAL_NAME
+        return self._write(self.run.run_dir / FINAL_NAME, step, (), "final checkpoint: %s")
+
+    def _write(self, path: Path, step: int, resume: tuple[Any, ...], message: str) -> Path:
+        """Either checkpoint, written by the main process between two barriers; a step checkpoint also holds the
+        optimizer, scheduler and every process's RNG state (``resume``), which the final one does not need."""
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             S.save_checkpoint(
-                path, self.unwrapped, self.tokenizer, self.config.to_json(), self._trainer_state(step)
+                path,
+                self.unwrapped,
+                self.tokenizer,
+                self.config.to_json(),
+                self._trainer_state(step),
+                *resume,
             )
-            logger.info("final checkpoint: %s", path)
+            logger.info(message, path)
         self.acc.wait_for_everyone()
         return path
 
