@@ -71,25 +71,29 @@ def prompt_settings(config: EvalConfig, model: str) -> dict[str, Any]:
     return out
 
 
-def load_query_writer(
+def load_chooser(
     config: EvalConfig, dataset: RecDataset, model_name: str, settings: dict[str, Any]
-) -> tuple[PromptBuilder, Any]:
-    """The prompt builder and the generator (the policy loaded on ``config.device``) of an LLM method, for the
-    resolved ``model_name`` and prompt ``settings`` (:mod:`rl4rec.evaluation.resolved`)."""
+) -> tuple[PromptBuilder, Any, Any]:
+    """The prompt builder, the model (on ``config.device``, in ``config.dtype``) and its tokenizer of an LLM
+    method, for the resolved ``model_name`` and prompt ``settings`` (:mod:`rl4rec.evaluation.resolved`)."""
     import torch
 
     from rl4rec.devices import resolve_device
-    from rl4rec.policy.generation import GenerationSettings, make_generator
-    from rl4rec.policy.loading import load_policy, resolve_model_path
+    from rl4rec.policy.loading import load_policy
 
-    device = resolve_device(config.device)
     dtype = None if config.dtype == "auto" else getattr(torch, config.dtype)
-    model, tokenizer = load_policy(model_name, device=device, dtype=dtype)
-    builder = PromptBuilder(
-        dataset,
-        tokenizer,
-        prompt_config_from_flags(settings),
-    )
+    model, tokenizer = load_policy(model_name, device=resolve_device(config.device), dtype=dtype)
+    return PromptBuilder(dataset, tokenizer, prompt_config_from_flags(settings)), model, tokenizer
+
+
+def load_query_writer(
+    config: EvalConfig, dataset: RecDataset, model_name: str, settings: dict[str, Any]
+) -> tuple[PromptBuilder, Any]:
+    """The prompt builder and the generator of a query-writing method (the model loaded as :func:`load_chooser`)."""
+    from rl4rec.policy.generation import GenerationSettings, make_generator
+    from rl4rec.policy.loading import resolve_model_path
+
+    builder, model, tokenizer = load_chooser(config, dataset, model_name, settings)
     generation = GenerationSettings(
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
@@ -100,22 +104,6 @@ def load_query_writer(
     )
     generator = make_generator(model, tokenizer, generation, model_path=resolve_model_path(model_name))
     logger.info(
-        "evaluate: %s with %s on %s (%s)", config.method, model_name, device, type(generator).__name__
+        "evaluate: %s with %s on %s (%s)", config.method, model_name, config.device, type(generator).__name__
     )
     return builder, generator
-
-
-def load_chooser(
-    config: EvalConfig, dataset: RecDataset, model_name: str, settings: dict[str, Any]
-) -> tuple[PromptBuilder, Any, Any]:
-    """The prompt builder, the model and its tokenizer of ``--method chooser`` (one forward pass per user)."""
-    import torch
-
-    from rl4rec.devices import resolve_device
-    from rl4rec.policy.loading import load_policy
-
-    device = resolve_device(config.device)
-    dtype = None if config.dtype == "auto" else getattr(torch, config.dtype)
-    model, tokenizer = load_policy(model_name, device=device, dtype=dtype)
-    logger.info("evaluate: chooser with %s on %s", model_name, device)
-    return PromptBuilder(dataset, tokenizer, prompt_config_from_flags(settings)), model, tokenizer
