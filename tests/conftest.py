@@ -17,6 +17,30 @@ os.environ.setdefault("RL4REC_CACHE_DIR", str(REPO / ".cache" / "rl4rec"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="module")
+def module_tmp_path(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A temporary folder for one test module, deleted when the module ends.
+
+    ``tmp_path_factory`` folders live until the session ends; a module's training run leaves ~5 GB of
+    checkpoints, and a CI disk filled by several of them fails the next ``torch.save`` mid-write.
+    """
+    import shutil
+
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Llama with the default policy's tokenizer, for tests of plumbing (faults, processes,
+    checkpoints) rather than learning: steps take a second and checkpoints a few MB instead of 1.6 GB.
+    The real 135M policy is trained by test_train_grpo, test_ppo_train, test_sft and test_own_data."""
+    from train_helpers import tiny_policy_dir
+
+    return tiny_policy_dir(tmp_path_factory.mktemp("tiny-policy") / "policy")
+
+
 @pytest.fixture(scope="session")
 def ml100k_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data_dir root holding ml-100k/ converted from the recbole wheel's atomic files."""

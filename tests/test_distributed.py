@@ -105,7 +105,7 @@ def metric_steps(out: Path) -> list[int]:
     ]
 
 
-def test_two_processes_train_in_sync_checkpoint_once_and_resume(ml100k_dir, tmp_path):
+def test_two_processes_train_in_sync_checkpoint_once_and_resume(ml100k_dir, tiny_policy, tmp_path):
     script, out = tmp_path / "train_rank_report.py", tmp_path / "run"
     script.write_text(RANK_REPORT)
     # 4 completions per step = 2 users x 2 completions; each rank rewards and back-propagates one user's.
@@ -114,7 +114,7 @@ def test_two_processes_train_in_sync_checkpoint_once_and_resume(ml100k_dir, tmp_
         "--batch_size", "4", "--num_generations", "2", "--mini_batch_size", "1", "--ppo_epochs", "1",
         "--max_new_tokens", "8", "--max_length", "128", "--train_users", "16", "--reward_type", "auc",
         "--temperature", "0.9", "--seed", "7", "--max_steps", "3", "--save_steps", "2",
-        "--checkpoint_dir", str(out), "--log_with", "none",
+        "--checkpoint_dir", str(out), "--log_with", "none", "--model_name", str(tiny_policy),
     ]  # fmt: skip
 
     first = torchrun(script, flags, tmp_path / "first")

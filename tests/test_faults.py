@@ -36,7 +36,7 @@ def assert_loadable(checkpoint: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
-    assert model.num_parameters() > 1e8
+    assert model.num_parameters() > 0
     assert (checkpoint / "trainer_state.json").is_file() and (checkpoint / "optimizer.pt").is_file()
 
 
@@ -119,13 +119,17 @@ def test_client_continues_when_rl4rec_serve_restarts_the_service(ray_head, servi
 @pytest.mark.ray
 @pytest.mark.slow
 def test_training_stops_with_checkpoint_when_service_dies_and_resumes(
-    ray_head, service, ml100k_dir, tmp_path
+    ray_head, service, ml100k_dir, tiny_policy, tmp_path
 ):
     from rl4rec.retrieval import ray_service
 
-    out = tmp_path / "run"
-    flags = train_flags(ml100k_dir, out, "--retrieval", "ray", "--ray_address", ray_head,
-                        "--retrieval_service_name", service, "--retry_timeout_s", "5", "--save_steps", "100")  # fmt: skip
+    out, steps = (
+        tmp_path / "run",
+        30,
+    )  # a tiny policy's steps are fast: enough of them that the kill lands mid-run
+    flags = train_flags(ml100k_dir, out, "--retrieval", "ray", "--ray_address", ray_head, "--model_name",
+                        str(tiny_policy), "--retrieval_service_name", service, "--retry_timeout_s", "5",
+                        "--save_steps", "100", "--num_epochs", "10", max_steps=steps)  # fmt: skip
     cmd = [sys.executable, "src/train_with_trl.py", *flags]
     log = tmp_path / "stderr.txt"
     returncode = run_until_stopped(
@@ -142,7 +146,7 @@ def test_training_stops_with_checkpoint_when_service_dies_and_resumes(
     checkpoint = latest_checkpoint(out)
     assert checkpoint is not None, sorted(p.name for p in out.iterdir())
     step = int(checkpoint.name.rsplit("_", 1)[1])
-    assert 1 <= step < 3 and str(checkpoint) in stderr
+    assert 1 <= step < steps and str(checkpoint) in stderr
     assert_loadable(checkpoint)
     assert not (out / "checkpoint_final").exists()
 
@@ -152,7 +156,7 @@ def test_training_stops_with_checkpoint_when_service_dies_and_resumes(
     resumed = subprocess.run(resume, cwd=REPO, env=TRAIN_ENV, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {checkpoint}" in resumed.stderr
-    assert metric_steps(out) == [1, 2, 3]
+    assert metric_steps(out) == list(range(1, steps + 1))
     assert (out / "checkpoint_final" / "config.json").is_file()
 
 
@@ -177,9 +181,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_sigkill_during_checkpoint_write_keeps_previous_and_resume_works(ml100k_dir, tmp_path):
+def test_sigkill_during_checkpoint_write_keeps_previous_and_resume_works(ml100k_dir, tiny_policy, tmp_path):
     out, marker = tmp_path / "run", tmp_path / "saving"
-    flags = train_flags(ml100k_dir, out, "--save_steps", "1")
+    flags = train_flags(ml100k_dir, out, "--save_steps", "1", "--model_name", str(tiny_policy))
     env = dict(TRAIN_ENV, HANG_MARKER=str(marker), HANG_AT_STEP="2")
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
@@ -206,6 +210,26 @@ def test_sigkill_during_checkpoint_write_keeps_previous_and_resume_works(ml100k_
     assert not partial.exists()  # the half-written staging folder was cleaned up
     assert latest_checkpoint(out) == out / "checkpoint_step_3"
     assert_loadable(out / "checkpoint_step_2")
+
+
+def test_save_total_limit_keeps_the_newest_complete_step_checkpoints(tmp_path):
+    from rl4rec.training.checkpoints import REQUIRED_FOR_RESUME, list_step_checkpoints, prune_step_checkpoints
+
+    for step in (2, 10, 4):
+        folder = tmp_path / f"checkpoint_step_{step}"
+        folder.mkdir()
+        for name in REQUIRED_FOR_RESUME:
+            (folder / name).write_text("{}")
+    (tmp_path / "checkpoint_step_12").mkdir()  # incomplete: neither counted nor deleted
+    for kept in ("checkpoint_final", "checkpoint_best"):
+        (tmp_path / kept).mkdir()
+    assert prune_step_checkpoints(tmp_path, None) == []
+    removed = prune_step_checkpoints(tmp_path, 2)
+    assert [p.name for p in removed] == ["checkpoint_step_2"]  # by step number, not by name
+    assert [step for step, _ in list_step_checkpoints(tmp_path)] == [4, 10]
+    prune_step_checkpoints(tmp_path, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_best", "checkpoint_final", "checkpoint_step_10", "checkpoint_step_12"]  # fmt: skip
 
 
 # -- the item-embedding cache --------------------------------------------------------------------------

@@ -47,8 +47,10 @@ def calls(example, monkeypatch):
     return seen
 
 
-def tiny_flags(ml100k_dir: Path, out: Path, *extra: str) -> list[str]:
-    return train_flags(ml100k_dir, out, *extra, max_length=128, train_users=8, max_steps=1, seed=3)
+def tiny_flags(ml100k_dir: Path, out: Path, policy: Path, *extra: str) -> list[str]:
+    """One step of the tiny policy: these tests check that the reward is called, not what it teaches."""
+    return train_flags(ml100k_dir, out, "--model_name", str(policy), *extra, max_length=128, train_users=8,
+                       max_steps=1, seed=3)  # fmt: skip
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -151,9 +153,12 @@ def test_seed_style_callables_get_targets_and_histories():
 
 # -- slow: one real GRPO step with the custom reward ----------------------------------------------------------
 @pytest.mark.slow
-def test_python_api_builds_and_trains_with_the_example_class(example, calls, ml100k_dir, tmp_path):
+def test_python_api_builds_and_trains_with_the_example_class(
+    example, calls, ml100k_dir, tiny_policy, tmp_path
+):
     trainer = TRLTrainer(
-        parse_train_args(tiny_flags(ml100k_dir, tmp_path / "api")), reward_fn=example.CustomRewardFunction
+        parse_train_args(tiny_flags(ml100k_dir, tmp_path / "api", tiny_policy)),
+        reward_fn=example.CustomRewardFunction,
     )
     result = trainer.train()
     reward_fn = trainer.reward_fn
@@ -163,24 +168,26 @@ def test_python_api_builds_and_trains_with_the_example_class(example, calls, ml1
 
 
 @pytest.mark.slow
-def test_command_line_reward_fn_trains_with_the_example(example, calls, ml100k_dir, tmp_path):
+def test_command_line_reward_fn_trains_with_the_example(example, calls, ml100k_dir, tiny_policy, tmp_path):
     from rl4rec.cli import main
 
     out = tmp_path / "cli"
-    assert main(["train", *tiny_flags(ml100k_dir, out), "--reward_fn", EXAMPLE]) == 0
+    assert main(["train", *tiny_flags(ml100k_dir, out, tiny_policy), "--reward_fn", EXAMPLE]) == 0
     assert json.loads((out / "run_config.json").read_text())["reward_fn"] == EXAMPLE
     assert_trained_with(calls, out / "metrics.jsonl", example.CustomRewardFunction)
 
 
 @pytest.mark.slow
-def test_trl_style_function_is_called_by_trl(ml100k_dir, tmp_path):
+def test_trl_style_function_is_called_by_trl(ml100k_dir, tiny_policy, tmp_path):
     seen: list[dict] = []
 
     def length_reward(prompts, completions, **columns):
         seen.append(columns)
         return [min(len(str(c)) / 100.0, 1.0) for c in completions]
 
-    trainer = TRLTrainer(parse_train_args(tiny_flags(ml100k_dir, tmp_path / "trl")), reward_fn=length_reward)
+    trainer = TRLTrainer(
+        parse_train_args(tiny_flags(ml100k_dir, tmp_path / "trl", tiny_policy)), reward_fn=length_reward
+    )
     result = trainer.train()
     assert trainer.reward_fn is length_reward and not isinstance(trainer.reward_fn, RLRewardFunction)
     assert seen and all(len(c["target_item"]) == len(c["history_items"]) for c in seen)

@@ -50,8 +50,8 @@ def interrupted_copy(run: Path, step: int, out: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_run(ml100k_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ppo") / "run"
+def real_run(ml100k_dir, module_tmp_path):
+    out = module_tmp_path / "run"
     return TRLTrainer(parse_train_args(real_flags(ml100k_dir, out))).train()
 
 

@@ -39,8 +39,8 @@ class StopAt(TrainerCallback):
 
 
 @pytest.fixture(scope="module")
-def full_run(ml100k_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("grpo") / "run"
+def full_run(ml100k_dir, module_tmp_path):
+    out = module_tmp_path / "run"
     result = TRLTrainer(parse_train_args(tiny_flags(ml100k_dir, out))).train()
     return result
 
@@ -82,12 +82,14 @@ def test_metrics_and_completions_logs(full_run):
 
 def test_interrupted_and_resumed_run_logs_the_same_rewards(full_run, ml100k_dir, tmp_path):
     out = tmp_path / "run"
-    flags = tiny_flags(ml100k_dir, out)
+    flags = tiny_flags(ml100k_dir, out, "--save_total_limit", "1")  # keeps only the newest step checkpoint
     TRLTrainer(parse_train_args(flags), callbacks=[StopAt(2)]).train()
     assert latest_checkpoint(out) == out / "checkpoint_step_2"
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
     result = TRLTrainer(parse_train_args([*flags, "--resume"])).train()
     assert result.global_step == 4
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint_final", "checkpoint_step_4"]  # fmt: skip
     resumed = read_jsonl(out / "metrics.jsonl")
     reference = read_jsonl(full_run.metrics_file)
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]

@@ -52,6 +52,21 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def prune_step_checkpoints(checkpoint_dir: str | Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest ``keep`` step checkpoints (``None`` keeps all).
+
+    A step checkpoint of the 135M policy with its optimizer state is about 1.6 GB, so a long run that
+    saves every few steps fills a disk; only the newest one is needed to resume. Called after a new step
+    checkpoint is published, so the newest complete one is never the one removed.
+    """
+    if keep is None:
+        return []
+    doomed = [path for _step, path in list_step_checkpoints(checkpoint_dir)[:-keep]]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
 def fsync_tree(path: Path) -> None:
     for root, _dirs, files in os.walk(path):
         for name in files:

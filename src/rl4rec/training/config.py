@@ -145,6 +145,12 @@ class RunFlags:
     seed: int = opt(42, "Random seed (data order, sampling, initialisation).")
     resume: bool = opt(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
     save_steps: int = opt(500, "Write checkpoint_dir/checkpoint_step_N every N steps.", at_least=1)
+    save_total_limit: int | None = opt(
+        None,
+        "Keep only the newest N checkpoint_step_N folders (about 1.6 GB each with optimizer state); "
+        "checkpoint_final and checkpoint_best are never deleted. Default: keep all.",
+        at_least=1,
+    )
     log_completions: int = opt(
         4, "Completions per rollout batch written to completions.jsonl (0 = none).", at_least=0
     )

@@ -93,6 +93,12 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
     # -- run --------------------------------------------------------------------------------------------
     seed: int = opt(42, "Random seed (example sample, data order, initialisation).")
     save_steps: int = opt(100, "Write checkpoint_dir/checkpoint_step_N every N steps.", at_least=1)
+    save_total_limit: int | None = opt(
+        None,
+        "Keep only the newest N checkpoint_step_N folders (about 1.6 GB each with optimizer state); "
+        "checkpoint_final and checkpoint_best are never deleted. Default: keep all.",
+        at_least=1,
+    )
     resume: bool = opt(False, "Continue from the newest checkpoint_step_N in checkpoint_dir.")
 
     def validate(self) -> SFTConfig:

@@ -28,7 +28,7 @@ from rl4rec.policy.shared_prefix import (
 )
 from rl4rec.run_layout import RUN_CONFIG
 from rl4rec.training.callbacks import StepTimer
-from rl4rec.training.checkpoints import publish, step_dir
+from rl4rec.training.checkpoints import prune_step_checkpoints, publish, step_dir
 from rl4rec.training.config import TrainConfig
 from rl4rec.training.distributed import accumulation_steps
 
@@ -62,6 +62,8 @@ class CheckpointPublishMixin:
         atomic_write_text(written / RUN_CONFIG, self.rl4rec_config.to_json())
         publish(written, step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
         logger.info("saved %s", step_dir(self.args.output_dir, step))  # type: ignore[attr-defined]
+        for old in prune_step_checkpoints(self.args.output_dir, self.rl4rec_config.save_total_limit):  # type: ignore[attr-defined]
+            logger.info("removed %s (--save_total_limit)", old)
 
 
 class Rl4recTrainerMixin(CheckpointPublishMixin):

@@ -31,7 +31,7 @@ from rl4rec.policy.generation import render_prompts
 from rl4rec.policy.precision import resolve_bf16
 from rl4rec.policy.shared_prefix import find_groups, token_ratio
 from rl4rec.run_layout import FINAL_NAME
-from rl4rec.training.checkpoints import service_stopped_error, step_dir
+from rl4rec.training.checkpoints import prune_step_checkpoints, service_stopped_error, step_dir
 from rl4rec.training.distributed import accumulation_steps
 from rl4rec.training.heldout import heldout_schedule
 from rl4rec.training.ppo import losses as L
@@ -330,6 +330,9 @@ class PPORun:
                 *resume,
             )
             logger.info(message, path)
+            if resume:
+                for old in prune_step_checkpoints(self.run.run_dir, self.config.save_total_limit):
+                    logger.info("removed %s (--save_total_limit)", old)
         self.acc.wait_for_everyone()
         return path
 
