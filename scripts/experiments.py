@@ -224,13 +224,16 @@ def test(name: str, users: str) -> None:
     start = start_model(name)
     policies = {"start": ["--method", "zero-shot"] if start is None else ["--method", "policy", "--model", start],
                 "final": ["--method", "policy", "--model", str(out / "checkpoint_final")]}  # fmt: skip
+    # the untrained policy's test queries are the same for every run that starts from it: evaluated once
+    folders = {"start": OUT / f"test-zero-shot-{users}" if start is None else out / f"test-start-{users}",
+               "final": out / f"test-final-{users}"}  # fmt: skip
     for label, method in policies.items():
         argv = [RL4REC, "evaluate", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"), "--split", "test",
                 "--num_users", users, "--seed", "0", "--max_new_tokens", "32", "--max_length", "256", "--batch_size",
-                "32", "--device", "cpu", *method, "--run_dir", str(out / f"test-{label}-{users}"), "--output",
-                str(out / f"test-{label}-{users}.json")]  # fmt: skip
+                "32", "--device", "cpu", *method, "--run_dir", str(folders[label]), "--output",
+                str(folders[label]) + ".json"]  # fmt: skip
         subprocess.check_call(argv, cwd=REPO)
-    subprocess.check_call([RL4REC, "compare", str(out / f"test-start-{users}"), str(out / f"test-final-{users}"),
+    subprocess.check_call([RL4REC, "compare", str(folders["start"]), str(folders["final"]),
                            "--output", str(out / f"test-final-vs-start-{users}.json")], cwd=REPO)  # fmt: skip
 
 
