@@ -212,8 +212,7 @@ def start_model(name: str) -> str | None:
     flags = EXPERIMENTS[name][1]
     if "--model_name" in flags:
         return flags[flags.index("--model_name") + 1]
-    policy = SAMPLING.get(name, (0, 0, 0, None))[3]
-    return policy
+    return SAMPLING[name][3] if name in SAMPLING else None
 
 
 def test(name: str, users: str) -> None:

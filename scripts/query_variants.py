@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from rl4rec.data import load_dataset
-from rl4rec.metrics import count_candidates
+from rl4rec.data.splits import leave_one_out
+from rl4rec.evaluation.run_files import candidate_counts, read_ranks
 from rl4rec.retrieval.service import RetrievalService
+from rl4rec.run_layout import EVAL_CONFIG_FILE
 from rl4rec.statistics import paired_difference
 
 YEAR = re.compile(r"\b(?:19|20)\d\d\b")
@@ -55,28 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--output", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
-    ranks_file = args.run_dir / "ranks.jsonl"
-    if not ranks_file.is_file():
+    records = list(read_ranks(args.run_dir).values())
+    if not records or "query" not in records[0]:
         raise SystemExit(
-            f"{ranks_file} not found: pass the --run_dir of an `rl4rec evaluate` run of an LLM method"
+            f"{args.run_dir}: no queries there; pass the run_dir of an `rl4rec evaluate` zero-shot or policy run"
         )
-    rows = [json.loads(line) for line in ranks_file.read_text().splitlines() if line.strip()]
-    if not rows or "query" not in rows[0]:
-        raise SystemExit(f"{ranks_file} holds no queries: only zero-shot and policy runs write them")
+    identity = json.loads((args.run_dir / EVAL_CONFIG_FILE).read_text())["identity"]
     dataset = load_dataset(args.dataset, args.data_dir)
-    split = json.loads((args.run_dir / "eval_config.json").read_text()).get("split", "test")
-    cut = {"test": -1, "valid": -2}[split]
-    histories = [dataset.sequences[r["user_id"]][:cut] for r in rows]
-    targets = [r["target"] for r in rows]
-    if any(dataset.sequences[r["user_id"]][cut] != r["target"] for r in rows):
-        raise SystemExit(f"{ranks_file}: targets do not match the {split} split of {args.dataset}")
+    split = identity["split"]
+    history = {e.user_id: list(e.history) for e in leave_one_out(dataset.sequences, split).examples}
+    histories = [history[r["user_id"]] for r in records]
+    targets = [r["target"] for r in records]
     service = RetrievalService([args.dataset], data_dir=args.data_dir, show_progress=False)
-    candidates = count_candidates(dataset.n_items, targets, histories)
-    stored = np.asarray([r["rank"] for r in rows])
+    candidates = candidate_counts(records)
+    if candidates is None:
+        raise SystemExit(f"{args.run_dir} predates candidate counts (no AUC); rerun that evaluation")
+    stored = np.asarray([r["rank"] for r in records])
     table = {}
-    print(f"{len(rows)} users ({args.dataset}, {split}); paired with the queries as generated (B minus A)")
+    print(f"{len(records)} users ({args.dataset}, {split}); paired with the queries as generated (B minus A)")
     print("| variant | AUC | NDCG@10 | ΔAUC [95% CI] | ΔNDCG@10 [95% CI] |\n|---|---|---|---|---|")
-    for name, texts in variants([r["query"] for r in rows], histories, dataset.item_text).items():
+    for name, texts in variants([r["query"] for r in records], histories, dataset.item_text).items():
         ranks = np.asarray(service.rank(texts, args.dataset, targets, histories))
         if name == "as generated" and not np.array_equal(ranks, stored):
             raise SystemExit(
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.output:
         args.output.write_text(
-            json.dumps({"run_dir": str(args.run_dir), "users": len(rows), "rows": table}, indent=1)
+            json.dumps({"run_dir": str(args.run_dir), "users": len(records), "rows": table}, indent=1)
         )
     return 0
 
