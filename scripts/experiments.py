@@ -126,6 +126,24 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
     ),
     "ml-lora2e-4": ("train", grpo(4, 4, "2e-4", 60, "--use_peft"), "LoRA r16 at lr 2e-4, 4 prompts x 4"),
     "ml-full3e-6-g8": ("train", grpo(4, 8, "3e-6", 40), "full FT at lr 3e-6, 4 prompts x 8"),
+    # the reward against the next 5 training items: less about which title a sample names, more about what carries
+    "ml-next5-grpo": (
+        "train",
+        grpo(
+            4,
+            4,
+            "1e-5",
+            300,
+            "--next_items",
+            "5",
+            "--save_total_limit",
+            "1",
+            "--keep_best",
+            "auc",
+            eval_steps=50,
+        ),
+        "GRPO rewarded by the mean AUC of the next 5 training items (full FT, lr 1e-5, 4 prompts x 4), 300 steps",
+    ),
 }
 
 

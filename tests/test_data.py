@@ -202,6 +202,29 @@ def test_train_targets_all_never_reaches_valid_or_test():
     assert training_interactions(SEQS) == {10: 1, 11: 1, 12: 1, 20: 1}
 
 
+def test_next_items_end_at_the_training_target_and_shorten_the_history():
+    seqs = {1: [10, 11, 12, 13, 14, 15, 16], 2: [20, 21, 22, 23], 3: [30, 31, 32]}
+    train = leave_one_out(seqs, "train", next_items=3)
+    # user 1: training target 14 (third from last); the history stops two items earlier.
+    assert [(e.user_id, e.history, e.target, e.next_items) for e in train.examples] == [
+        (1, (10, 11), 12, (12, 13, 14))
+    ]
+    assert train.skipped_users == 2
+    every = leave_one_out(seqs, "train", train_targets="all", next_items=2)
+    assert [(e.history, e.next_items) for e in every.examples] == [
+        ((10,), (11, 12)),
+        ((10, 11), (12, 13)),
+        ((10, 11, 12), (13, 14)),
+    ]  # fmt: skip (user 2's only training target, 21, has no item before it to follow)
+    # no validation or test item (the last two of each user) is ever scored
+    assert all(item not in seqs[e.user_id][-2:] for e in every.examples for item in e.next_items)
+    assert leave_one_out(seqs, "train").examples[0].next_items == ()
+    with pytest.raises(ConfigError, match="train split only"):
+        leave_one_out(seqs, "valid", next_items=2)
+    with pytest.raises(ConfigError, match="at least 1"):
+        leave_one_out(seqs, "train", next_items=0)
+
+
 def test_bad_split_names():
     with pytest.raises(ConfigError, match="unknown split"):
         leave_one_out(SEQS, "dev")

@@ -129,6 +129,8 @@ def test_for_split_and_co_holdout_round_trip(tmp_path):
     train = for_split(config, "train")
     assert train == FusionConfig(w_text=0.5, w_co=2.0, co_holdout=3) and for_split(train, "train") is train
     assert for_split(train, "valid") is train  # an explicit holdout of 3 is kept for evaluation too
+    # a reward over the next 4 training items leaves all four out of co-occurrence
+    assert for_split(config, "train", next_items=4).co_holdout == 6
     with pytest.raises(ConfigError, match="unknown split"):
         for_split(config, "training")
     # The default holdout is left out of the dict: fusion files, evaluation identities and recall-cache keys
@@ -311,11 +313,11 @@ def test_queries_from_reranks_stored_texts_without_a_model(ml100k, ml100k_dir, s
         ({"co_directed": "yes"}, "co_directed must be true or false"),
         ({"co_directed": None}, "co_directed must be true or false"),
         ({"decay": "0.5"}, "decay must be a number"),
-        ({"co_holdout": 1}, r"co_holdout must be an integer in \[2, 3\]"),
-        ({"co_holdout": 4}, r"co_holdout must be an integer in \[2, 3\]"),
-        ({"co_holdout": True}, r"co_holdout must be an integer in \[2, 3\]"),
-        ({"co_holdout": 3.0}, r"co_holdout must be an integer in \[2, 3\]"),
-        ({"co_holdout": "3"}, r"co_holdout must be an integer in \[2, 3\]"),
+        ({"co_holdout": 1}, r"co_holdout must be an integer in \[2, 66\]"),
+        ({"co_holdout": 67}, r"co_holdout must be an integer in \[2, 66\]"),
+        ({"co_holdout": True}, r"co_holdout must be an integer in \[2, 66\]"),
+        ({"co_holdout": 3.0}, r"co_holdout must be an integer in \[2, 66\]"),
+        ({"co_holdout": "3"}, r"co_holdout must be an integer in \[2, 66\]"),
     ],
 )
 def test_hostile_fusion_values_get_a_clear_error(bad, message):

@@ -151,6 +151,41 @@ def test_seed_style_callables_get_targets_and_histories():
         training_reward(seed_style)(prompts=["p"], completions=["x"])
 
 
+def test_next_items_reward_is_the_mean_over_items_each_ranked_without_the_others():
+    calls = []
+
+    def seed_style(generated_texts, target_items, history_items):
+        calls.append((list(generated_texts), list(target_items), [list(h) for h in history_items]))
+        return [float(t) for t in target_items]  # a reward that reads its target, to see the mean
+
+    columns = {"target_item": [3, 7], "history_items": [[1], [2]], "next_items": [[3, 4, 5], [7]]}
+    rewards = training_reward(seed_style)(prompts=["p", "q"], completions=["a", "b"], **columns)
+    assert rewards == [4.0, 7.0]
+    ((texts, targets, histories),) = calls
+    assert texts == ["a", "a", "a", "b"] and targets == [3, 4, 5, 7]
+    assert histories == [[1, 4, 5], [1, 3, 5], [1, 3, 4], [2]]  # the other next items are masked
+    with pytest.raises(ConfigError, match="empty 'next_items'"):
+        training_reward(seed_style)(prompts=["p"], completions=["a"], target_item=[3], history_items=[[1]],
+                                    next_items=[[]])  # fmt: skip
+
+
+def test_next_items_reward_ranks_each_item_through_the_service(ml100k_dir):
+    """The built-in reward with --next_items: AUC per next item from the real service, averaged per text."""
+    reward_fn = build_reward(TrainConfig(dataset_name="ml-100k", data_dir=str(ml100k_dir), retrieval="local",
+                                         reward_type="auc", next_items=2))  # fmt: skip
+    texts = ["A comedy from the 1990s", "A war film"]
+    columns = {"target_item": [5, 9], "history_items": [[1, 2], [3]], "next_items": [[5, 6], [9, 10]]}
+    rewards = training_reward(reward_fn)(prompts=["p", "q"], completions=texts, **columns)
+    singles = [
+        reward_fn.evaluate([text], [item], [[*history, other]])["reward"][0]
+        for text, (item, other), history in [
+            (texts[0], (5, 6), [1, 2]), (texts[0], (6, 5), [1, 2]), (texts[1], (9, 10), [3]), (texts[1], (10, 9), [3])
+        ]
+    ]  # fmt: skip
+    assert rewards == pytest.approx([(singles[0] + singles[1]) / 2, (singles[2] + singles[3]) / 2])
+    assert len(set(singles)) == 4  # the items really were ranked apart
+
+
 # -- slow: one real GRPO step with the custom reward ----------------------------------------------------------
 @pytest.mark.slow
 def test_python_api_builds_and_trains_with_the_example_class(

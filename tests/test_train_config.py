@@ -107,6 +107,8 @@ def test_vllm_flags_map_to_colocate():
         (["--log_with", "mlflow"], "--log_with must be one of"),
         (["--prompt_file", "/nonexistent.json"], "file not found"),
         (["--retrieval", "grpc"], "--retrieval must be one of local, ray"),
+        (["--next_items", "0"], "--next_items must be"),
+        (["--next_items", "65"], "--next_items must be"),
     ],
 )
 def test_bad_values_fail_fast(flags, message):
@@ -200,3 +202,36 @@ def test_batch_must_split_evenly_over_processes(monkeypatch):
         ConfigError, match=r"--batch_size \(16\) must be divisible by --mini_batch_size x processes \(4 x 3\)"
     ):
         accumulation_steps(16, 4)
+
+
+def test_next_items_dataset_rows_score_the_items_after_a_shorter_history(ml100k_dir, policy_tokenizer):
+    from rl4rec.data import leave_one_out, load_dataset
+    from rl4rec.training.data import build_train_dataset
+
+    config = parse_train_args(["--dataset_name", "ml-100k", "--data_dir", str(ml100k_dir), "--next_items", "3",
+                               "--train_users", "5", "--max_length", "256"])  # fmt: skip
+    rows = build_train_dataset(config, policy_tokenizer).to_list()
+    sequences = load_dataset("ml-100k", ml100k_dir).sequences
+    assert len(rows) == 5
+    for row in rows:
+        items = sequences[row["user_id"]]
+        assert (
+            row["next_items"] == items[-5:-2] and row["target_item"] == items[-5]
+        )  # ends at the training target
+        assert row["history_items"] == items[:-5]
+    plain = {e.user_id: e for e in leave_one_out(sequences, "train").examples}
+    assert all(
+        plain[r["user_id"]].history[: len(r["history_items"])] == tuple(r["history_items"]) for r in rows
+    )
+    with pytest.raises(ConfigError, match="cannot be combined with --candidates"):
+        flags = [
+            "--dataset_name",
+            "ml-100k",
+            "--data_dir",
+            str(ml100k_dir),
+            "--next_items",
+            "3",
+            "--candidates",
+            "5",
+        ]
+        build_train_dataset(parse_train_args(flags), policy_tokenizer)

@@ -4,6 +4,10 @@ For a sequence ``i_1 .. i_n``: test target ``i_n``, validation target ``i_{n-1}`
 ``i_{n-2}``; the history of a target is every item before it. ``train_targets="all"`` adds every
 earlier position ``>= 2`` as extra training examples (data augmentation), so no training example
 ever sees a validation or test item.
+
+``next_items=K`` (training only) ends each training history ``K - 1`` items earlier and keeps the ``K``
+items that follow it, the training target last, so a reward can score a query against several next
+items instead of one (see :mod:`rl4rec.rewards.boundary`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ class Example:
     user_id: int
     history: tuple[int, ...]
     target: int
+    #: The items that follow ``history``, ``target`` first, when a reward scores several next items
+    #: (``next_items`` > 1); empty otherwise.
+    next_items: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,25 +57,33 @@ def leave_one_out(
     sequences: Mapping[int, Sequence[int]],
     split: str,
     train_targets: str = "last",
+    next_items: int = 1,
 ) -> SplitResult:
     """Build the examples of one split; users too short for it are skipped and counted."""
     check_split(split)
     if train_targets not in ("last", "all"):
         raise ConfigError(f"unknown train_targets {train_targets!r}: choose 'last' or 'all'.")
+    if next_items < 1:
+        raise ConfigError(f"next_items must be at least 1, got {next_items}.")
+    if next_items > 1 and split != "train":
+        raise ConfigError(
+            f"next_items {next_items} applies to the train split only: validation and test score one target."
+        )
     offset = _OFFSET[split]
     examples: list[Example] = []
     skipped = 0
     for user, items in sequences.items():
         n = len(items)
-        target_index = n - offset
+        # With next_items K the history ends K - 1 items before the split's target, the K items after it
+        # (ending at that target) are what the reward scores: no validation or test item is among them.
+        target_index = n - offset - (next_items - 1)
         if target_index < 1:  # the target needs at least one history item
             skipped += 1
             continue
-        if split == "train" and train_targets == "all":
-            for t in range(1, target_index + 1):
-                examples.append(Example(user, tuple(items[:t]), items[t]))
-        else:
-            examples.append(Example(user, tuple(items[:target_index]), items[target_index]))
+        first = 1 if split == "train" and train_targets == "all" else target_index
+        for t in range(first, target_index + 1):
+            following = tuple(items[t : t + next_items]) if next_items > 1 else ()
+            examples.append(Example(user, tuple(items[:t]), items[t], following))
     if skipped:
         logger.info("split %s: skipped %d users with too few items", split, skipped)
     return SplitResult(examples=examples, skipped_users=skipped)

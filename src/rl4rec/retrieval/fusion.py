@@ -47,8 +47,9 @@ from rl4rec.io import atomic_write_json
 MAX_WEIGHT = 1e6
 MAX_CO_WINDOW = 1000
 MAX_HISTORY_N = 10000
-#: ``co_holdout``: 2 leaves out the validation and test targets, 3 the training target too (see :func:`for_split`).
-CO_HOLDOUT_RANGE = (2, 3)
+#: ``co_holdout``: 2 leaves out the validation and test targets, 3 the training target too, 2 + K the K next items
+#: of a ``--next_items K`` reward (see :func:`for_split`).
+CO_HOLDOUT_RANGE = (2, 2 + 64)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class FusionConfig:
         ):
             raise ConfigError(
                 f"fusion co_holdout must be an integer in [{low}, {high}] (2: leave out the validation and test "
-                f"targets; 3: the training target too), got {self.co_holdout!r}."
+                f"targets; 3: the training target too; 2 + K: a --next_items K reward's items), got {self.co_holdout!r}."
             )
 
     @property
@@ -130,7 +131,7 @@ class FusionConfig:
         atomic_write_json(Path(path), {"fusion": self.to_dict(), **extra})
 
 
-def for_split(config: FusionConfig, split: str) -> FusionConfig:
+def for_split(config: FusionConfig, split: str, next_items: int = 1) -> FusionConfig:
     """``config`` as it must score examples of ``split``: ``co_holdout`` 3 for "train", unchanged otherwise.
 
     An example's features must come from data before its target. Co-occurrence is counted over each
@@ -139,9 +140,11 @@ def for_split(config: FusionConfig, split: str) -> FusionConfig:
     and its fused score would leak the target (on Beauty the recall stage's top 10 held the training
     target for 66 % of training examples against 11 % of test users). Training prompts (the recall stage)
     and the training reward therefore count without it; validation and test examples keep the default.
+    A reward over the next ``next_items`` training items leaves those out too (``co_holdout`` 2 + K).
     """
-    if check_split(split) == "train" and config.co_holdout < 3:
-        return dataclasses.replace(config, co_holdout=3)
+    holdout = 2 + max(int(next_items), 1)
+    if check_split(split) == "train" and config.co_holdout < holdout:
+        return dataclasses.replace(config, co_holdout=holdout)
     return config
 
 

@@ -26,6 +26,8 @@ from rl4rec.rewards.base import RLRewardFunction
 
 TARGET_COLUMN = "target_item"
 HISTORY_COLUMN = "history_items"
+#: With ``--next_items K``: the K items a query is rewarded against (``target_item`` first).
+NEXT_ITEMS_COLUMN = "next_items"
 
 Recorder = Callable[[list[dict[str, Any]]], None]
 
@@ -91,11 +93,18 @@ class TrainingReward:
             )
         targets, histories = kwargs[TARGET_COLUMN], kwargs.get(HISTORY_COLUMN)
         texts = [completion_text(c) for c in completions]
-        result = yield (self.kind, (texts, targets, histories))
+        next_items = kwargs.get(NEXT_ITEMS_COLUMN)
+        if next_items is not None:
+            payload, owner = expand_next_items(texts, next_items, histories)
+        else:
+            payload, owner = (texts, targets, histories), None
+        result = yield (self.kind, payload)
         if self.kind == "service":
-            rewards, ranks = [float(r) for r in result["reward"]], result["rank"]
+            rewards, ranks = [float(r) for r in result["reward"]], list(result["rank"])
         else:
             rewards, ranks = [float(r) for r in result], None
+        if owner is not None:
+            rewards, ranks = mean_per_text(rewards, ranks, owner, len(texts))
         self._log(prompts, texts, targets, rewards, ranks, kwargs)
         return rewards
 
@@ -153,6 +162,46 @@ class TrainingReward:
                  "reward": rewards[i], "rank": None if ranks is None else int(ranks[i])}
                 for i in range(len(texts))
             ])  # fmt: skip
+
+
+def expand_next_items(
+    texts: list[str], next_items: Sequence[Sequence[int]], histories: Sequence[Sequence[int]] | None
+) -> tuple[tuple[list[str], list[int], list[list[int]]], list[int]]:
+    """One (text, item) pair per next item of each text, the other next items masked with the history.
+
+    Masking the other next items ranks each one against the items the user did not take next (the
+    filtered protocol), so a query is not penalised for ranking the user's other next items high.
+    Returns the expanded ``(texts, targets, histories)`` and, for each pair, the index of its text.
+    """
+    if len(next_items) != len(texts):
+        raise ConfigError(f"'{NEXT_ITEMS_COLUMN}' has {len(next_items)} rows for {len(texts)} completions.")
+    out_texts, out_targets, out_hist, owner = [], [], [], []
+    for i, (text, items) in enumerate(zip(texts, next_items, strict=True)):
+        items = [int(x) for x in items]
+        if not items:
+            raise ConfigError(
+                f"row {i} has an empty '{NEXT_ITEMS_COLUMN}' list: it needs the items to score."
+            )
+        history = [int(x) for x in histories[i]] if histories is not None and histories[i] is not None else []
+        for j, item in enumerate(items):
+            out_texts.append(text)
+            out_targets.append(item)
+            out_hist.append(history + items[:j] + items[j + 1 :])
+            owner.append(i)
+    return (out_texts, out_targets, out_hist), owner
+
+
+def mean_per_text(
+    rewards: list[float], ranks: list[int] | None, owner: list[int], n_texts: int
+) -> tuple[list[float], list[int] | None]:
+    """Each text's mean reward over its next items; its logged rank is that of its first next item."""
+    sums, counts = np.zeros(n_texts), np.zeros(n_texts)
+    np.add.at(sums, owner, rewards)
+    np.add.at(counts, owner, 1)
+    first: dict[int, int] = {}
+    for pair, text in enumerate(owner):
+        first.setdefault(text, pair)
+    return (sums / counts).tolist(), None if ranks is None else [int(ranks[first[i]]) for i in range(n_texts)]
 
 
 def training_reward(
@@ -252,8 +301,10 @@ def build_reward(settings: Any, reward_fn: Any = None) -> Any:
             "an instance or a TRL-style reward function."
         )
     factory = create_reward_function if reward_fn is None else reward_fn
-    # The reward scores training examples: their co-occurrence leaves out the training target (co_holdout 3).
+    # The reward scores training examples: their co-occurrence leaves out the training target (co_holdout 3)
+    # and, with --next_items K, the K - 1 items before it that the reward also scores.
     fusion = load_fusion(settings.fusion)
+    next_items = int(getattr(settings, "next_items", 1))
     return factory(
         retrieval_service_name=settings.retrieval_service_name,
         namespace=settings.namespace,
@@ -266,5 +317,5 @@ def build_reward(settings: Any, reward_fn: Any = None) -> Any:
         embedder=EmbedderConfig(model_name=settings.embedder),
         address=settings.ray_address,
         retry_timeout_s=settings.retry_timeout_s,
-        fusion=None if fusion is None else for_split(fusion, "train"),
+        fusion=None if fusion is None else for_split(fusion, "train", next_items),
     )

@@ -172,6 +172,14 @@ class TrainDataFlags(PromptFlags):
     train_users: int | None = opt(
         None, "Train on a seeded random sample of N users (default: all).", at_least=1
     )
+    next_items: int = opt(
+        1,
+        "Reward each query against the user's next K training items (the mean of the per-item reward, each "
+        "item ranked with the history and the other K-1 masked); the prompt's history ends K-1 items earlier. "
+        "K > 1 makes the reward less about which title a sample happens to name. 1 = the single next item.",
+        at_least=1,
+        at_most=64,
+    )
 
 
 @dataclass

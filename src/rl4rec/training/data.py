@@ -1,7 +1,8 @@
 """The training dataset TRL reads: one row per (user, target) with the prompt and reward columns.
 
 Columns: ``prompt`` (chat messages, or text for tokenizers without a chat template), ``target_item``
-and ``history_items`` (passed by TRL to the reward function as keyword lists), ``user_id``.
+and ``history_items`` (passed by TRL to the reward function as keyword lists), ``user_id``; with
+``--next_items K`` also ``next_items`` (the K items the reward scores, ``target_item`` first).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rl4rec.data.dataset import RecDataset, load_dataset
 from rl4rec.data.prompts import PromptBuilder, prompt_config_from_flags
 from rl4rec.data.splits import Example, leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
+from rl4rec.rewards.boundary import NEXT_ITEMS_COLUMN
 from rl4rec.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ def build_rows(
         }
         if candidates is not None:
             row["candidates"] = candidates[i]
+        if ex.next_items:
+            row[NEXT_ITEMS_COLUMN] = list(ex.next_items)
         rows.append(row)
     if preferences is not None:
         if missing:
@@ -119,7 +123,14 @@ def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
     from datasets import Dataset
 
     dataset = load_dataset(config.dataset_name, config.data_dir)
-    split = leave_one_out(dataset.sequences, "train", config.train_targets)
+    next_items = getattr(config, "next_items", 1)
+    if next_items > 1 and (config.candidates or config.prompt_file):
+        raise ConfigError(
+            f"--next_items {next_items} cannot be combined with "
+            f"{'--candidates' if config.candidates else '--prompt_file'}: those prompts are built for the single "
+            "next item. Use --next_items 1."
+        )
+    split = leave_one_out(dataset.sequences, "train", config.train_targets, next_items)
     examples = sample_users(split.examples, config.train_users, config.seed)
     if not examples:
         raise ConfigError(
