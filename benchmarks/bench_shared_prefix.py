@@ -12,6 +12,7 @@ prompt-bound parts) beside the measured speed-up.
 
     .venv/bin/python benchmarks/bench_shared_prefix.py                 # every setting (about 30 min)
     .venv/bin/python benchmarks/bench_shared_prefix.py --settings demo  # one setting
+    .venv/bin/python benchmarks/bench_shared_prefix.py --settings beauty-cand10-g4 --out bench_shared_prefix_candidates
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ SETTINGS: dict[str, tuple[str, str, int, int, int]] = {
     "beauty-g8": ("grpo", "beauty", 8, 48, 8),
     "ppo-g4": ("ppo", "ml-100k", 4, 32, 8),
     "ppo-g8": ("ppo", "ml-100k", 8, 32, 16),
+    # candidate-aware prompts (10 recall candidates, about 3x the tokens of a history prompt): what sharing saves there
+    "beauty-cand10-g4": ("grpo", "beauty", 4, 48, 4),
 }
+#: Flags a setting adds to (or overrides in) the common ones.
+EXTRA_FLAGS: dict[str, list[str]] = {"beauty-cand10-g4": ["--candidates", "10", "--max_length", "512"]}
 PROMPTS_PER_STEP = 2
 
 
@@ -75,7 +80,7 @@ def run_setting(name: str, args: argparse.Namespace, data_dirs: dict[str, str]) 
             "--max_length", "256", "--reward_type", "auc", "--learning_rate", "1e-9", "--temperature", "0.8",
             "--train_users", str(PROMPTS_PER_STEP), "--num_epochs", "1000", "--max_steps", str(len(schedule)),
             "--save_steps", "100000", "--checkpoint_dir", str(Path(tmp) / "run"), "--log_with", "none",
-            "--seed", "0", "--bf16", args.bf16, "--shared_prefix", "false",
+            "--seed", "0", "--bf16", args.bf16, "--shared_prefix", "false", *EXTRA_FLAGS.get(name, []),
         ]  # fmt: skip
         config = parse_train_args(flags)
         clock = alternate(config, schedule)
@@ -108,7 +113,8 @@ def run_setting(name: str, args: argparse.Namespace, data_dirs: dict[str, str]) 
     }  # fmt: skip
     return {
         "algorithm": algorithm, "dataset": dataset, "num_generations": group, "max_new_tokens": new_tokens,
-        "prompts_per_step": PROMPTS_PER_STEP, "batch_size": batch, "mini_batch_size": mini, "max_length": 256,
+        "prompts_per_step": PROMPTS_PER_STEP, "batch_size": batch, "mini_batch_size": mini,
+        "max_length": config.max_length, "candidates": config.candidates,
         "token_ratio": statistics.median(ratios) if ratios else None, "speedup": speedup, **modes, "steps": steps,
     }  # fmt: skip
 

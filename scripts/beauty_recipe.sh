@@ -20,6 +20,9 @@
 #   cand-grpo   GRPO from cand-sft on the fused rank (text weight fixed at $CAND_W_TEXT), held-out curve on
 #               validation users, then its rows as cand-sft
 #   cand-compare  candidate rows minus history-fusion (the recall stage) on the same test users
+#   cand-headroom best-of-K before any candidate-aware RL: CAND_HEADROOM_USERS validation users, 8 sampled queries
+#               each from the untrained policy on the candidate prompt, ranked text-only and fused with the reward's
+#               weights (fusion-cand-reward.json), against history-fusion on the same users
 #   chooser     the discriminative re-ranker: the policy reads the candidate prompt (--task choose, candidates
 #               lettered in a shuffled order) and one forward pass scores every letter; SFT on the target's letter
 #               (training split, the targets the recall stage found), --recall_prior chosen on CHOOSER_N_VALID validation
@@ -43,6 +46,7 @@ CAND_K=${CAND_K:-10}
 CAND_N_TEST=${CAND_N_TEST:-1000}
 CAND_W_TEXT=${CAND_W_TEXT:-0.5}
 CAND_STEPS=${CAND_STEPS:-150}
+CAND_HEADROOM_USERS=${CAND_HEADROOM_USERS:-100}
 CHOOSER_STEPS=${CHOOSER_STEPS:-150}
 CHOOSER_N_VALID=${CHOOSER_N_VALID:-3000}
 CHOOSER_N_TEST=${CHOOSER_N_TEST:-5000}
@@ -200,6 +204,11 @@ PY
       [ -d "$OUT/recall-test" ] || $0 cand-recall
       $RL4REC compare "$OUT/recall-test" "$OUT/$name" --output "$OUT/$name-vs-history-fusion.json" | tail -n 4
     done ;;
+  cand-headroom)
+    cand_reward_fusion
+    [ -f "$OUT/headroom-cand-zero-shot.json" ] || $RL4REC headroom --dataset beauty --data_dir "$DATA" --split valid \
+      --num_users "$CAND_HEADROOM_USERS" --samples 8 --temperature 0.8 --max_new_tokens 48 "${CAND[@]}" \
+      --fusion "$OUT/fusion-cand-reward.json" --device cpu --output "$OUT/headroom-cand-zero-shot.json" ;;
   cand-compare)
     evaluate "history-fusion-$CAND_N_TEST" test --method history-fusion --fusion "$OUT/fusion-history.json" \
       --num_users "$CAND_N_TEST"
