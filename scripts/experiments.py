@@ -1,4 +1,4 @@
-"""The recipe search of docs/experiments/learning.md: every attempt by name, resumable, one row each.
+"""The recipe search of docs/experiments/ (learning-search, next-items): every attempt by name, resumable, one row each.
 
     python scripts/experiments.py list                    # the registry
     python scripts/experiments.py run NAME [NAME ...]     # train (resumes), held-out curve on validation users
@@ -143,6 +143,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
             eval_steps=50,
         ),
         "GRPO rewarded by the mean AUC of the next 5 training items (full FT, lr 1e-5, 4 prompts x 4), 300 steps",
+    ),
+    # can the demo's budget (about 10 min of steps) reach ml-next5-grpo's gain with a 3x larger step?
+    "ml-next5-lr3e-5": (
+        "train",
+        grpo(4, 4, "3e-5", 50, "--next_items", "5", "--save_total_limit", "1", eval_steps=25),
+        "as ml-next5-grpo at lr 3e-5 for 50 steps (a demo-sized budget)",
     ),
 }
 
