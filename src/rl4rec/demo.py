@@ -142,6 +142,11 @@ def demo_main(argv: list[str]) -> int:
         print(f"test, trained minus the policy it started from ({args.eval_users} users, paired 95% CI): " + ", ".join(
             f"{name} {d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
             for name, d in diffs.items() if name in ("auc", "ndcg@10", "hit@10")))  # fmt: skip
+    print(
+        f"{args.max_steps} steps of 2 users show the pipeline. The run that made the policy better on held-out users "
+        "here (GRPO rewarded on each user's next 5 items, 300 steps of 4, about 75 min on 2 cores):\n"
+        "  python scripts/experiments.py run ml-next5-grpo   (docs/experiments/2026-12-07-next-items-reward.md)"
+    )
     print(f"report (open first): {out / 'report' / 'report.md'}")
     print(
         f"training run:        {run_dir}  (metrics.jsonl with the held-out curve, heldout/, checkpoint_final/)"
