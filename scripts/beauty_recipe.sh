@@ -8,6 +8,9 @@
 #   sft-long    data scaling: the sft recipe on SFT_LONG_STEPS x 8 examples (default 200 x 8 = 1600, 4.2x the
 #               sft stage's 384) of a 4096-example sample; then as zero-shot
 #   grpo        GRPO from the SFT checkpoint, AUC of the fused rank (fusion-sft-reward.json) as the reward
+#   grpo-next   the long Beauty RL run of the learning issue: GRPO from the SFT checkpoint, text-only AUC reward over
+#               each user's next 2 items (--next_items 2 keeps every user), 4 prompts x 4, NEXT_STEPS steps (default
+#               500 = 2,000 prompts), held-out curve on 128 validation users every 50 steps; resumable across sessions
 #   grpo-eval   the GRPO policy: validation queries -> fusion-sft-grpo.json; test text-only, fused, and fused
 #               with the reward's weights (sft-reward-fusion is the SFT policy under the same weights)
 #   compare     every LLM row minus last-item and minus history-fusion, paired on the shared users
@@ -40,6 +43,7 @@ RUNS=outputs/runs
 N_TEST=${N_TEST:-500}
 N_VALID=${N_VALID:-300}
 GRPO_STEPS=${GRPO_STEPS:-20}
+NEXT_STEPS=${NEXT_STEPS:-500}
 SFT_LONG_STEPS=${SFT_LONG_STEPS:-200}
 PROMPT=(--max_length 256 --max_history_items 10)
 CAND_K=${CAND_K:-10}
@@ -118,6 +122,14 @@ case ${1:-} in
       --learning_rate 1e-5 --temperature 0.8 --batch_size 8 --num_generations 4 --mini_batch_size 4 \
       --ppo_epochs 1 --max_new_tokens 48 --max_steps "$GRPO_STEPS" --save_steps 5 --log_with none \
       --checkpoint_dir "$RUNS/grpo-beauty" $( [ -d "$RUNS/grpo-beauty/checkpoint_step_5" ] && echo --resume ) ;;
+  grpo-next)
+    run="$RUNS/grpo-next2-beauty"
+    [ -d "$run/checkpoint_final" ] || $RL4REC train --algorithm grpo --model_name "$RUNS/sft-beauty/checkpoint_final" \
+      --dataset_name beauty --data_dir "$DATA" --device cpu "${PROMPT[@]}" --reward_type auc --next_items 2 \
+      --learning_rate 1e-5 --temperature 0.8 --batch_size 16 --num_generations 4 --mini_batch_size 16 --ppo_epochs 1 \
+      --max_new_tokens 48 --max_steps "$NEXT_STEPS" --save_steps 10 --save_total_limit 2 --log_with none \
+      --eval_steps 50 --eval_users 128 --eval_split valid --keep_best auc --checkpoint_dir "$run" \
+      $( ls -d "$run"/checkpoint_step_* >/dev/null 2>&1 && echo --resume ) ;;
   grpo-eval)  # N_TEST=1000 in docs/RESULTS.md (the first 500 of them are the other rows' 500 users)
     GRPO=(--method policy --model "$RUNS/grpo-beauty/checkpoint_final")
     llm_rows sft-grpo "${GRPO[@]}"
