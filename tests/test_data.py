@@ -221,7 +221,7 @@ def test_next_items_end_at_the_training_target_and_shorten_the_history():
     assert leave_one_out(seqs, "train").examples[0].next_items == ()
     with pytest.raises(ConfigError, match="train split only"):
         leave_one_out(seqs, "valid", next_items=2)
-    with pytest.raises(ConfigError, match="at least 1"):
+    with pytest.raises(ConfigError, match="between 1 and 64"):
         leave_one_out(seqs, "train", next_items=0)
 
 

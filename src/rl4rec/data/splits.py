@@ -27,6 +27,8 @@ Split = Literal["train", "valid", "test"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 #: How many items from the end each split's target sits.
 _OFFSET = {"test": 1, "valid": 2, "train": 3}
+#: Most next items a training example may score (``next_items``); co-occurrence holds out up to 2 + this many.
+MAX_NEXT_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ def leave_one_out(
     check_split(split)
     if train_targets not in ("last", "all"):
         raise ConfigError(f"unknown train_targets {train_targets!r}: choose 'last' or 'all'.")
-    if next_items < 1:
-        raise ConfigError(f"next_items must be at least 1, got {next_items}.")
+    if not 1 <= next_items <= MAX_NEXT_ITEMS:
+        raise ConfigError(f"next_items must be between 1 and {MAX_NEXT_ITEMS}, got {next_items}.")
     if next_items > 1 and split != "train":
         raise ConfigError(
             f"next_items {next_items} applies to the train split only: validation and test score one target."

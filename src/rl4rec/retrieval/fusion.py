@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rl4rec.data.splits import check_split
+from rl4rec.data.splits import MAX_NEXT_ITEMS, check_split
 from rl4rec.errors import ConfigError, DataError
 from rl4rec.io import atomic_write_json
 
@@ -49,7 +49,7 @@ MAX_CO_WINDOW = 1000
 MAX_HISTORY_N = 10000
 #: ``co_holdout``: 2 leaves out the validation and test targets, 3 the training target too, 2 + K the K next items
 #: of a ``--next_items K`` reward (see :func:`for_split`).
-CO_HOLDOUT_RANGE = (2, 2 + 64)
+CO_HOLDOUT_RANGE = (2, 2 + MAX_NEXT_ITEMS)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from rl4rec.config_cli import check_fields, opt
 from rl4rec.data.prompts import PromptFlags
+from rl4rec.data.splits import MAX_NEXT_ITEMS
 from rl4rec.errors import ConfigError
 from rl4rec.metrics import REWARD_TYPES, check_reward_args
 from rl4rec.policy.loading import DEFAULT_POLICY
@@ -178,7 +179,7 @@ class TrainDataFlags(PromptFlags):
         "item ranked with the history and the other K-1 masked); the prompt's history ends K-1 items earlier. "
         "K > 1 makes the reward less about which title a sample happens to name. 1 = the single next item.",
         at_least=1,
-        at_most=64,
+        at_most=MAX_NEXT_ITEMS,
     )
 
 
@@ -319,6 +320,12 @@ class TrainConfig(  # bases in reverse: --help lists the run's flags first, held
             raise ConfigError(f"--prompt_file {self.prompt_file}: file not found.")
         if self.prompt_file is not None and self.candidates:
             raise ConfigError("--candidates needs history prompts; drop --prompt_file (or --candidates).")
+        if self.next_items > 1 and (self.candidates or self.prompt_file):
+            raise ConfigError(
+                f"--next_items {self.next_items} cannot be combined with "
+                f"{'--candidates' if self.candidates else '--prompt_file'}: those prompts are built for the single "
+                "next item. Use --next_items 1."
+            )
         if self.use_vllm and self.device == "cpu":
             raise ConfigError(
                 "--use_vllm needs a CUDA device; vLLM is not supported on CPU here. Drop --use_vllm or use --device cuda."

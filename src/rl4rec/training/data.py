@@ -123,14 +123,7 @@ def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
     from datasets import Dataset
 
     dataset = load_dataset(config.dataset_name, config.data_dir)
-    next_items = getattr(config, "next_items", 1)
-    if next_items > 1 and (config.candidates or config.prompt_file):
-        raise ConfigError(
-            f"--next_items {next_items} cannot be combined with "
-            f"{'--candidates' if config.candidates else '--prompt_file'}: those prompts are built for the single "
-            "next item. Use --next_items 1."
-        )
-    split = leave_one_out(dataset.sequences, "train", config.train_targets, next_items)
+    split = leave_one_out(dataset.sequences, "train", config.train_targets, config.next_items)
     examples = sample_users(split.examples, config.train_users, config.seed)
     if not examples:
         raise ConfigError(
