@@ -11,6 +11,8 @@
 #   grpo-next   the long Beauty RL run of the learning issue: GRPO from the SFT checkpoint, text-only AUC reward over
 #               each user's next 2 items (--next_items 2 keeps every user), 4 prompts x 4, NEXT_STEPS steps (default
 #               500 = 2,000 prompts), held-out curve on 128 validation users every 50 steps; resumable across sessions
+#   grpo-next-eval  grpo-next's test read on NEXT_N_TEST (default 1000) seeded test users: its final and its
+#               validation-best checkpoint (--keep_best auc) each minus SFT and minus last-item, paired
 #   grpo-eval   the GRPO policy: validation queries -> fusion-sft-grpo.json; test text-only, fused, and fused
 #               with the reward's weights (sft-reward-fusion is the SFT policy under the same weights)
 #   compare     every LLM row minus last-item and minus history-fusion, paired on the shared users
@@ -44,6 +46,7 @@ N_TEST=${N_TEST:-500}
 N_VALID=${N_VALID:-300}
 GRPO_STEPS=${GRPO_STEPS:-20}
 NEXT_STEPS=${NEXT_STEPS:-500}
+NEXT_N_TEST=${NEXT_N_TEST:-1000}
 SFT_LONG_STEPS=${SFT_LONG_STEPS:-200}
 PROMPT=(--max_length 256 --max_history_items 10)
 CAND_K=${CAND_K:-10}
@@ -130,6 +133,17 @@ case ${1:-} in
       --max_new_tokens 48 --max_steps "$NEXT_STEPS" --save_steps 10 --save_total_limit 2 --log_with none \
       --eval_steps 50 --eval_users 128 --eval_split valid --keep_best auc --checkpoint_dir "$run" \
       $( ls -d "$run"/checkpoint_step_* >/dev/null 2>&1 && echo --resume ) ;;
+  grpo-next-eval)  # the test read of grpo-next, once: final and validation-best policy - SFT, and - last-item, paired
+    run="$RUNS/grpo-next2-beauty" n=$NEXT_N_TEST
+    [ -d "$run/checkpoint_final" ] || { echo "grpo-next has not finished: run scripts/beauty_recipe.sh grpo-next"; exit 1; }
+    evaluate "last-item-$n" test --method last-item --num_users "$n"
+    evaluate "sft-$n" test --num_users "$n" --method policy --model "$RUNS/sft-beauty/checkpoint_final"
+    for ck in final best; do
+      evaluate "grpo-next-$ck-$n" test --num_users "$n" --method policy --model "$run/checkpoint_$ck"
+      for base in "sft-$n" "last-item-$n"; do
+        $RL4REC compare "$OUT/$base" "$OUT/grpo-next-$ck-$n" --output "$OUT/grpo-next-$ck-$n-vs-${base%-$n}.json" | tail -n 4
+      done
+    done ;;
   grpo-eval)  # N_TEST=1000 in docs/RESULTS.md (the first 500 of them are the other rows' 500 users)
     GRPO=(--method policy --model "$RUNS/grpo-beauty/checkpoint_final")
     llm_rows sft-grpo "${GRPO[@]}"
@@ -231,5 +245,5 @@ PY
     [ -d "$OUT/cand-grpo" ] && $RL4REC compare "$OUT/cand-sft" "$OUT/cand-grpo" --output "$OUT/cand-grpo-vs-cand-sft.json" | tail -n 4
     [ -d "$OUT/cand-grpo-fusion" ] && $RL4REC compare "$OUT/cand-sft-fusion" "$OUT/cand-grpo-fusion" \
       --output "$OUT/cand-grpo-fusion-vs-cand-sft-fusion.json" | tail -n 4 ;;
-  *) sed -n 2,26p "$0"; exit 2 ;;
+  *) sed -n '2,/^# Data:/p' "$0"; exit 2 ;;
 esac

@@ -29,6 +29,8 @@ LLM_METHODS = ("zero-shot", "policy", "chooser")
 METHODS = BASELINE_METHODS + LLM_METHODS
 #: Methods whose ranking can fuse the query text with the history (``--fusion FILE``).
 FUSION_METHODS = ("last-item", "history-fusion", "first-candidate", "zero-shot", "policy")
+#: Most sampled queries per user that ``--num_queries`` merges (bounds the [users x N, n_items] score matrix).
+MAX_NUM_QUERIES = 64
 #: LLM methods run on a fixed, seeded sample of this many users unless --num_users says otherwise.
 DEFAULT_LLM_USERS = 500
 
@@ -70,7 +72,14 @@ class EvalConfig:
     max_new_tokens: int = opt(64, "tokens generated per query", at_least=1)
     temperature: float = opt(0.0, "0 = greedy (default: one deterministic query per user)", at_least=0)
     top_p: float = opt(1.0, "nucleus sampling (with --temperature > 0)", above=0, at_most=1)
-    batch_size: int = opt(16, "prompts per generate call", at_least=1)
+    batch_size: int = opt(16, "users per generate call (each with its --num_queries samples)", at_least=1)
+    num_queries: int = opt(
+        1,
+        "zero-shot/policy: sample this many queries per user (needs --temperature > 0) and rank the catalogue "
+        "once, by the mean of their scores (fused or not)",
+        at_least=1,
+        at_most=MAX_NUM_QUERIES,
+    )
     backend: str = opt(
         "auto",
         "auto = vLLM when installed and a GPU is present, else HF generate",
@@ -175,6 +184,21 @@ class EvalConfig:
             self.queries_from is None or self.method in LLM_METHODS,
             f"--queries_from applies to {', '.join(LLM_METHODS)}; drop it for {self.method}.",
         )
+        if self.num_queries > 1:
+            need(
+                self.method in ("zero-shot", "policy"),
+                f"--num_queries applies to zero-shot and policy (they write queries); drop it for {self.method}.",
+            )
+            need(
+                self.queries_from is None,
+                "--num_queries samples new queries; with --queries_from the stored run's queries are reused as "
+                "they are (drop --num_queries).",
+            )
+            need(
+                self.temperature > 0,
+                f"--num_queries {self.num_queries} needs --temperature > 0: greedy decoding writes the same "
+                "query every time (e.g. --temperature 0.8, the training temperature).",
+            )
         if self.model and self.method not in LLM_METHODS:
             raise ConfigError(f"--model is only used by {', '.join(LLM_METHODS)}; drop it for {self.method}.")
         return self

@@ -32,7 +32,7 @@ import torch
 from rl4rec.data.dataset import RecDataset
 from rl4rec.data.splits import Example, training_interactions
 from rl4rec.errors import DataError
-from rl4rec.evaluation.ranking import Method, ScoreMethod, TextMethod
+from rl4rec.evaluation.ranking import Method, Query, ScoreMethod, TextMethod
 from rl4rec.evaluation.resolved import ResolvedEval
 from rl4rec.io import atomic_write_json, cache_dir
 from rl4rec.retrieval.fusion import DEFAULT_HISTORY_FUSION, FusionConfig
@@ -113,18 +113,26 @@ class LastItemQuery(TextMethod):
 
 
 class GeneratedQuery(TextMethod):
-    """An LLM writes the query from the same prompt the policy is trained on (greedy by default)."""
+    """An LLM writes the query from the same prompt the policy is trained on (greedy by default).
+
+    With ``num_queries`` N > 1 it samples N texts per user (each prompt repeated N times in one batch, so its
+    prefix is computed once) and the user is ranked by their mean score (:func:`.ranking.query_scores`).
+    """
 
     def __init__(self, service: Any, dataset_name: str, builder: Any, generator: Any, name: str,
-                 prompt_settings: dict[str, Any] | None = None, seed: int = 0) -> None:  # fmt: skip
+                 prompt_settings: dict[str, Any] | None = None, seed: int = 0, num_queries: int = 1) -> None:  # fmt: skip
         super().__init__(service, dataset_name)
         self.builder, self.generator, self.name = builder, generator, name
-        self.prompt_settings, self.seed = prompt_settings or {}, seed
+        self.prompt_settings, self.seed, self.num_queries = prompt_settings or {}, seed, num_queries
 
-    def queries(self, examples: Sequence[Example]) -> list[str]:
+    def queries(self, examples: Sequence[Example]) -> Sequence[Query]:
         prompts, _ = build_prompts(self.builder, examples, self.prompt_settings, self.service, self.dataset_name,
                                    self.seed)  # fmt: skip
-        return self.generator.generate(prompts)
+        n = self.num_queries
+        if n == 1:
+            return self.generator.generate(prompts)
+        texts = self.generator.generate([p for p in prompts for _ in range(n)])
+        return [list(texts[i * n : (i + 1) * n]) for i in range(len(prompts))]
 
 
 class FirstCandidate(TextMethod):
@@ -206,12 +214,12 @@ class StoredQuery(TextMethod):
     """
 
     def __init__(
-        self, service: Any, dataset_name: str, texts: dict[int, str], source: str, name: str
+        self, service: Any, dataset_name: str, texts: dict[int, Query], source: str, name: str
     ) -> None:
         super().__init__(service, dataset_name)
         self.texts, self.source, self.name = texts, source, name
 
-    def queries(self, examples: Sequence[Example]) -> list[str]:
+    def queries(self, examples: Sequence[Example]) -> list[Query]:
         missing = [e.user_id for e in examples if e.user_id not in self.texts]
         if missing:
             raise DataError(
@@ -280,5 +288,12 @@ def _make_method(resolved: ResolvedEval, dataset: RecDataset, service: Any) -> M
         return method
     builder, generator = load_query_writer(config, dataset, resolved.model, resolved.prompt)
     return GeneratedQuery(
-        service, dataset.name, builder, generator, config.method, resolved.prompt, config.seed
+        service,
+        dataset.name,
+        builder,
+        generator,
+        config.method,
+        resolved.prompt,
+        config.seed,
+        config.num_queries,
     )

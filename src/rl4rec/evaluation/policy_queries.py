@@ -98,7 +98,7 @@ def load_query_writer(
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size * config.num_queries,  # a user's samples share one batch (one prefill)
         seed=config.seed,
         backend=config.backend,
     )

@@ -9,15 +9,54 @@ configured), exactly as the training reward does. Concrete methods live in :mod:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 
 from rl4rec.data.splits import Example
+from rl4rec.errors import DataError
 from rl4rec.metrics import compute_ranks
 from rl4rec.retrieval.fusion import FusionConfig
 from rl4rec.retrieval.service import Ranker
 
-Ranked = tuple[list[int], list[str | None]]
+#: A user's query: one text, or several sampled texts ranked as one (``rl4rec evaluate --num_queries``).
+Query = str | list[str]
+Ranked = tuple[list[int], list[Query | None]]
+
+
+def query_scores(
+    service: Ranker,
+    dataset_name: str,
+    queries: Sequence[Query],
+    histories: Sequence[Sequence[int]] | None = None,
+    fusion: FusionConfig | None = None,
+) -> torch.Tensor:
+    """Scores ``[B, n_items]`` of each user's query; a list of texts scores as the mean of its texts' scores.
+
+    Why the mean of scores and not one embedding of the joined texts: each sampled query votes with its own
+    ranking, so one query that names the right title is not blurred into the others' words. The fused score
+    is linear in the text's similarity, so the mean of the fused scores is the history part once plus
+    ``w_text`` times the mean similarity: merging never counts the history twice.
+    """
+    flat: list[str] = []
+    owner: list[int] = []
+    for i, query in enumerate(queries):
+        texts = [query] if isinstance(query, str) else list(query)
+        if not texts:
+            raise DataError(f"query {i} is an empty list of texts; each user needs at least one query text.")
+        flat += texts
+        owner += [i] * len(texts)
+    rows = None if histories is None else [list(histories[i]) for i in owner]
+    scores = torch.from_numpy(service.get_scores(flat, dataset_name, rows, fusion)).double()
+    index = torch.tensor(owner, dtype=torch.long)
+    total = torch.zeros(len(queries), scores.shape[1], dtype=torch.float64).index_add_(0, index, scores)
+    counts = torch.bincount(index, minlength=len(queries)).to(torch.float64)
+    return total / counts.unsqueeze(1)
+
+
+def is_merged(queries: Sequence[Any]) -> bool:
+    """True when any user's query is several texts (``--num_queries`` > 1)."""
+    return any(not isinstance(q, str) for q in queries)
 
 
 def histories(examples: Sequence[Example]) -> list[list[int]]:
@@ -48,7 +87,10 @@ class ScoreMethod(Method):
 
 
 class TextMethod(Method):
-    """Writes one query text per example and ranks it with the retrieval service (fused when configured)."""
+    """Writes one query per example and ranks it with the retrieval service (fused when configured).
+
+    A query of several texts (``--num_queries``) is ranked by the mean of its texts' scores (:func:`query_scores`).
+    """
 
     #: History-aware scoring (:mod:`rl4rec.retrieval.fusion`), set by :func:`make_method` from --fusion.
     fusion: FusionConfig | None = None
@@ -57,12 +99,19 @@ class TextMethod(Method):
         self.service = service
         self.dataset_name = dataset_name
 
-    def queries(self, examples: Sequence[Example]) -> list[str]:
+    def queries(self, examples: Sequence[Example]) -> Sequence[Query]:
         raise NotImplementedError
 
     def rank(self, examples: Sequence[Example]) -> Ranked:
         texts = self.queries(examples)
-        ranks = self.service.rank(
-            texts, self.dataset_name, [e.target for e in examples], histories(examples), self.fusion
-        )
+        targets = [e.target for e in examples]
+        if is_merged(texts):  # several texts per user: one ranking by their mean score
+            scores = query_scores(self.service, self.dataset_name, texts, histories(examples), self.fusion)
+            ranks = compute_ranks(
+                scores, torch.tensor(targets, dtype=torch.long), histories(examples)
+            ).tolist()
+        else:
+            ranks = self.service.rank(
+                cast(list[str], texts), self.dataset_name, targets, histories(examples), self.fusion
+            )
         return [int(r) for r in ranks], list(texts)

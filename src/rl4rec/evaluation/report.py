@@ -97,7 +97,9 @@ def _examples(label: str, run_dir: Path, n: int) -> list[str]:
     records.sort(key=lambda r: r["rank"])
     lines = [f"### {label}", "", "| | rank | generated query | target item |", "|---|---|---|---|"]
 
-    def cell(text: str) -> str:
+    def cell(text: str | list[str]) -> str:
+        if not isinstance(text, str):  # several sampled queries (--num_queries): the first, and how many more
+            text = f"{text[0]} (+{len(text) - 1} more)" if len(text) > 1 else text[0]
         return text.replace("|", "\\|").replace("\n", " ")[:300]
 
     for tag, chosen in (("best", records[:n]), ("worst", records[-n:][::-1])):

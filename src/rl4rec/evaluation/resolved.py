@@ -27,7 +27,7 @@ class ResolvedEval:
     prompt: dict[str, Any] | None = None
     #: --queries_from: that run's identity and its texts by user.
     queries_source: dict[str, Any] | None = None
-    queries: dict[int, str] | None = None
+    queries: dict[int, str | list[str]] | None = None
     #: sasrec: the settings that pick the cached model.
     sasrec: dict[str, Any] | None = None
 
@@ -100,6 +100,8 @@ def identity(resolved: ResolvedEval, embedder_id: str | None) -> dict[str, Any]:
         )
         if config.dtype != "auto":  # absent for "auto", so runs written before the flag still resume
             ident["generation"]["dtype"] = config.dtype
+        if config.num_queries > 1:  # absent for one query, likewise
+            ident["generation"]["num_queries"] = config.num_queries
         if config.method == "chooser":  # one forward pass per user: no decoding settings
             ident["generation"] = {"dtype": config.dtype, "recall_prior": config.recall_prior}
     return ident

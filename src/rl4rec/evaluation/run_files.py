@@ -48,8 +48,12 @@ def read_ranks(run_dir: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def read_queries(run_dir: str | Path, dataset: str, split: str) -> tuple[dict[str, Any], dict[int, str]]:
-    """``(identity, {user_id: query})`` of an ``rl4rec evaluate`` run, checked against dataset and split."""
+def read_queries(
+    run_dir: str | Path, dataset: str, split: str
+) -> tuple[dict[str, Any], dict[int, str | list[str]]]:
+    """``(identity, {user_id: query})`` of an ``rl4rec evaluate`` run, checked against dataset and split.
+
+    A query is one text, or a list of sampled texts for a run with ``--num_queries``."""
     path = Path(run_dir)
     try:
         ident = json.loads((path / EVAL_CONFIG_FILE).read_text(encoding="utf-8")).get("identity", {})

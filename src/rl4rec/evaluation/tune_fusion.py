@@ -28,6 +28,7 @@ from rl4rec.config_cli import comma_floats, comma_ints, opt, parse_config
 from rl4rec.data.dataset import load_dataset
 from rl4rec.data.splits import leave_one_out, sample_users
 from rl4rec.errors import ConfigError, DataError
+from rl4rec.evaluation.ranking import Query, query_scores
 from rl4rec.metrics import compute_ranks
 from rl4rec.retrieval.fusion import FusionConfig, load_fusion
 from rl4rec.statistics import per_user
@@ -87,16 +88,17 @@ class TuneConfig:
 
 
 def _components(
-    config: TuneConfig, examples: list[Any], texts: list[str] | None, service: Any
+    config: TuneConfig, examples: list[Any], texts: list[Query] | None, service: Any
 ) -> dict[tuple[str, Any], torch.Tensor]:
-    """Each fused-score component on the chosen users, keyed by (component, setting)."""
+    """Each fused-score component on the chosen users, keyed by (component, setting); a user's several sampled
+    queries (``--num_queries``) give the mean of their text scores, as ``rl4rec evaluate`` ranks them."""
     histories = [list(e.history) for e in examples]
     signals = service.history_signals(config.dataset)
     parts: dict[tuple[str, Any], list[torch.Tensor]] = {}
     for start in tqdm(range(0, len(examples), CHUNK), desc="fusion components", unit="chunk"):
         hist = histories[start : start + CHUNK]
         if texts is not None:
-            text_scores = torch.from_numpy(service.get_scores(texts[start : start + CHUNK], config.dataset))
+            text_scores = query_scores(service, config.dataset, texts[start : start + CHUNK]).float()
             parts.setdefault(("text", None), []).append(text_scores)
         for decay in config.decays:
             one = FusionConfig(w_text=0.0, w_hist=1.0, decay=decay)
