@@ -3,6 +3,7 @@
     python scripts/experiments.py list                    # the registry
     python scripts/experiments.py run NAME [NAME ...]     # train (resumes), held-out curve on validation users
     python scripts/experiments.py test NAME [--test_users N]  # read the test split once: trained vs its start, paired
+    python scripts/experiments.py merge NAME [--split valid --users 128 --num_queries 4]  # greedy vs N samples merged
     python scripts/experiments.py table [NAME ...]        # markdown rows for the experiments log
 
 Each run trains with ``rl4rec train`` (or ``rl4rec sft``) and the held-out instrument on (``--eval_steps``:
@@ -251,22 +252,44 @@ def test(name: str, users: str) -> None:
     folders = {"start": OUT / f"test-zero-shot-{users}" if start is None else out / f"test-start-{users}",
                "final": out / f"test-final-{users}"}  # fmt: skip
     for label, method in policies.items():
-        argv = [RL4REC, "evaluate", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"), "--split", "test",
-                "--num_users", users, "--seed", "0", "--max_new_tokens", "32", "--max_length", "256", "--batch_size",
-                "32", "--device", "cpu", *method, "--run_dir", str(folders[label]), "--output",
-                str(folders[label]) + ".json"]  # fmt: skip
-        subprocess.check_call(argv, cwd=REPO)
+        evaluate(folders[label], "test", users, *method)
     subprocess.check_call([RL4REC, "compare", str(folders["start"]), str(folders["final"]),
                            "--output", str(out / f"test-final-vs-start-{users}.json")], cwd=REPO)  # fmt: skip
+
+
+def evaluate(folder: Path, split: str, users: str, *method: str) -> None:
+    """One `rl4rec evaluate` run on ml-100k (resumable), with the experiments' prompt and decoding settings."""
+    argv = [RL4REC, "evaluate", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"), "--split", split,
+            "--num_users", users, "--seed", "0", "--max_new_tokens", "32", "--max_length", "256", "--batch_size",
+            "32", "--device", "cpu", *method, "--run_dir", str(folder), "--output", f"{folder}.json"]  # fmt: skip
+    subprocess.check_call(argv, cwd=REPO)
+
+
+def merge(name: str, split: str, users: str, num_queries: int, temperature: float) -> None:
+    """The final policy's greedy query against N sampled queries ranked once (`evaluate --num_queries`), paired
+    on the same seeded users: does merging samples beat the one greedy text?"""
+    out = run_dir(name)
+    model = ["--method", "policy", "--model", str(out / "checkpoint_final")]
+    greedy = out / f"{split}-final-{users}"
+    merged = out / f"{split}-final-{users}-n{num_queries}-t{temperature:g}"
+    evaluate(greedy, split, users, *model)  # for the test split: the same folder `test` writes (read once)
+    evaluate(merged, split, users, *model, "--num_queries", str(num_queries), "--temperature", str(temperature),
+             "--batch_size", str(max(1, 32 // num_queries)))  # fmt: skip
+    subprocess.check_call([RL4REC, "compare", str(greedy), str(merged), "--output", f"{merged}-vs-greedy.json"],
+                          cwd=REPO)  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("action", choices=["list", "run", "test", "table"])
+    parser.add_argument("action", choices=["list", "run", "test", "merge", "table"])
     parser.add_argument("names", nargs="*")
     parser.add_argument("--test_users", default="all", help="test: seeded test users ('all' = every user)")
+    parser.add_argument("--split", default="valid", choices=["valid", "test"], help="merge: the split")
+    parser.add_argument("--users", default="128", help="merge: seeded users ('all' = every user)")
+    parser.add_argument("--num_queries", type=int, default=4, help="merge: sampled queries per user")
+    parser.add_argument("--temperature", type=float, default=0.8, help="merge: sampling temperature")
     args = parser.parse_args()
     names = args.names or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
@@ -282,6 +305,9 @@ def main() -> int:
     elif args.action == "test":
         for name in args.names or []:
             test(name, args.test_users)
+    elif args.action == "merge":
+        for name in args.names or []:
+            merge(name, args.split, args.users, args.num_queries, args.temperature)
     else:
         print(
             "| run | what | length | held-out AUC, step 0 → last, last − step 0 [95% CI] | NDCG@10 last − step 0 | |"

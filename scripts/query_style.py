@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rl4rec.data import load_dataset
+from rl4rec.io import read_jsonl
 from rl4rec.metrics import auc_from_ranks
 
 YEAR = re.compile(r"\b(?:19|20)\d\d\b")
@@ -44,10 +45,6 @@ def traits(queries: list[str], first: int, last: int) -> dict[str, float]:
             np.mean([any(not first <= y <= last for y in ys) for ys in named])
         ),
     }
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"{args.run_dir}: no queries there; pass the run_dir of an `rl4rec evaluate` zero-shot or policy run"
         )
+    if not isinstance(records[0]["query"], str):
+        raise SystemExit(
+            f"{args.run_dir} holds several sampled queries per user (--num_queries); the variants rewrite one "
+            "query each: pass a run without --num_queries"
+        )
     identity = json.loads((args.run_dir / EVAL_CONFIG_FILE).read_text())["identity"]
     dataset = load_dataset(args.dataset, args.data_dir)
     split = identity["split"]

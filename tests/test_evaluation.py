@@ -199,3 +199,14 @@ def test_dtype_reaches_the_policy_and_the_run_identity(dtype: str, ml100k_dir: P
     assert generation.get("dtype") == (None if dtype == "auto" else "bfloat16")
     with pytest.raises(ConfigError, match="--dtype"):
         EvalConfig(dataset="ml-100k", method="zero-shot", dtype="float16").validate()
+
+
+def test_read_jsonl_drops_only_a_torn_last_line(tmp_path: Path) -> None:
+    from rl4rec.io import read_jsonl
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n\n{"step": 2}\n{"step": 3, "los')  # a run still writing its last line
+    assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
+    path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')  # damage in the middle is not a crash: it is reported
+    with pytest.raises(json.JSONDecodeError):
+        read_jsonl(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rl4rec.cli import main as rl4rec
 from rl4rec.config_cli import opt, parse_config
+from rl4rec.io import read_jsonl
 from rl4rec.policy.loading import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,7 @@ class DemoConfig:
 def curve_lines(metrics_file: Path) -> list[str]:
     """The held-out curve as printable lines (AUC and NDCG@10 of the validation users, paired with step 0)."""
     lines = []
-    for line in metrics_file.read_text().splitlines():
-        record = json.loads(line)
+    for record in read_jsonl(metrics_file):
         if "eval/auc" not in record:
             continue
         delta = ""
@@ -124,7 +124,7 @@ def demo_main(argv: list[str]) -> int:
     _run(["report", str(run_dir), *(str(evals / m) for m in (*BASELINES, "zero-shot", "grpo")),
           "--output_dir", str(out / "report")])  # fmt: skip
 
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = read_jsonl(run_dir / "metrics.jsonl")
     steps = [r for r in records if r.get("reward") is not None]
     minutes = (time.monotonic() - started) / 60
     print(f"\n=== rl4rec demo finished in {minutes:.1f} min ===")

@@ -117,3 +117,22 @@ def cache_dir() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "rl4rec"
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file that rl4rec appends to (metrics, held-out ranks, completions).
+
+    Blank lines are skipped and a torn last line (a run still writing, or one that crashed mid-line) is
+    dropped; a broken line anywhere else is damage, not a crash, and raises ``json.JSONDecodeError``.
+    """
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise
+    return out

@@ -14,20 +14,10 @@ from typing import Any
 from rl4rec.errors import DataError
 from rl4rec.evaluation.plots import heldout_curves, methods_chart, training_curves
 from rl4rec.evaluation.run_files import read_ranks
-from rl4rec.io import atomic_write_text
+from rl4rec.io import atomic_write_text, read_jsonl
 from rl4rec.run_layout import METRICS_FILE, RESULTS_FILE
 
 TABLE_METRICS = ("ndcg@10", "hit@10", "mrr@10", "ndcg@20", "hit@20", "auc")
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line of a run that is still writing
-    return out
 
 
 def _label(result: dict[str, Any]) -> str:
@@ -118,7 +108,7 @@ def write_report(run_dirs: list[str | Path], output_dir: str | Path, examples: i
     for d in map(Path, run_dirs):
         found = False
         if (d / METRICS_FILE).is_file():
-            training[d.name] = _read_jsonl(d / METRICS_FILE)
+            training[d.name] = read_jsonl(d / METRICS_FILE)
             found = True
         if (d / RESULTS_FILE).is_file():
             evals.append((d, json.loads((d / RESULTS_FILE).read_text(encoding="utf-8"))))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rl4rec.errors import ConfigError
-from rl4rec.io import atomic_write_json, atomic_write_text
+from rl4rec.io import atomic_write_json, atomic_write_text, read_jsonl
 from rl4rec.run_layout import BEST_FILE, BEST_NAME, HELDOUT_DIR
 
 logger = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class HeldOutEvaluator:
         path = self._path(step)
         if not path.is_file():
             return None
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = read_jsonl(path)
         if [r["user_id"] for r in records] != [e.user_id for e in self.examples]:
             logger.warning("%s holds other users than this run evaluates; no comparison with step 0", path)
             return None
