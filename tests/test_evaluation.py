@@ -207,6 +207,8 @@ def test_read_jsonl_drops_only_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\n\n{"step": 2}\n{"step": 3, "los')  # a run still writing its last line
     assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
-    path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')  # damage in the middle is not a crash: it is reported
+    path.write_text(
+        '{"step": 1}\n{"ste\n{"step": 3}\n'
+    )  # damage in the middle is not a crash: it is reported
     with pytest.raises(json.JSONDecodeError):
         read_jsonl(path)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from rl4rec.errors import ConfigError
 from rl4rec.metrics import (
     auc_from_ranks,
     calculate_auc,
@@ -156,5 +157,15 @@ def test_auc_endpoints_and_errors():
     assert reward_name("auc", 10) == "auc" and reward_name("ndcg", 10) == "ndcg@10"
     with pytest.raises(ValueError, match="num_candidates"):
         reward_from_ranks(np.array([1]), "auc", 10)
+    with pytest.raises(ValueError, match="num_candidates"):
+        reward_from_ranks(np.array([1]), "auc_ndcg", 10)
+    # auc_ndcg by hand: ranks 1 and 3 of 4 candidates, k 2, w 0.5 -> 0.5 * (1, 0) + 0.5 * (1, 1/3)
+    both = reward_from_ranks(
+        np.array([1, 3]), "auc_ndcg", 2, mixed_weight=0.5, num_candidates=np.array([4, 4])
+    )
+    np.testing.assert_allclose(both, [1.0, 0.5 / 3])
+    assert reward_name("auc_ndcg", 100) == "auc_ndcg@100"
+    with pytest.raises(ConfigError, match="mixed_weight"):
+        reward_from_ranks(np.array([1]), "auc_ndcg", 2, mixed_weight=2.0, num_candidates=np.array([4]))
     with pytest.raises(ValueError, match=r"1\.\.num_candidates"):
         auc_from_ranks(np.array([5]), np.array([4]))

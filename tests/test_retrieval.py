@@ -68,6 +68,13 @@ def test_rewards_match_metrics_module(service, examples, ml100k):
     auc = service.calculate_reward(texts, "ml-100k", targets, hist, reward_type="auc")
     np.testing.assert_allclose(auc, calculate_auc(scores, targets, hist))
     assert min(auc) >= 0.0 and max(auc) <= 1.0
+    # AUC plus a top-of-ranking bonus: w * NDCG@k + (1 - w) * AUC, from the same ranks
+    both = service.calculate_reward(
+        texts, "ml-100k", targets, hist, reward_type="auc_ndcg", k=100, mixed_weight=0.4
+    )
+    ndcg = reward_from_ranks(ranks, "ndcg", 100)
+    np.testing.assert_allclose(both, 0.4 * ndcg + 0.6 * np.asarray(auc))
+    assert (ndcg > 0).any() and not np.allclose(both, auc)  # the bonus is there for some of these users
     result = service.evaluate(texts, "ml-100k", targets, hist, "ndcg", 10)
     assert result["rank"] == ranks.tolist()
 

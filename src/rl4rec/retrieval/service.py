@@ -25,6 +25,7 @@ import torch
 from rl4rec.data.dataset import load_dataset
 from rl4rec.errors import ConfigError
 from rl4rec.metrics import (
+    CANDIDATE_REWARD_TYPES,
     DEFAULT_MIXED_WEIGHT,
     check_reward_args,
     compute_ranks,
@@ -337,7 +338,7 @@ class RetrievalService:
         texts = self._texts(generated_texts)
         ranks = self.rank(texts, dataset_name, target_items, history_items, fusion)
         candidates = None
-        if reward_type == "auc":
+        if reward_type in CANDIDATE_REWARD_TYPES:
             n_items = self._index(dataset_name).n_items
             candidates = count_candidates(n_items, [int(t) for t in target_items], history_items)
         rewards = reward_from_ranks(

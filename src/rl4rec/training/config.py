@@ -189,13 +189,14 @@ class RewardFlags:
 
     reward_type: str = opt(
         "ndcg",
-        f"Reward: {' | '.join(REWARD_TYPES)} (mixed = w*NDCG + (1-w)*Hit; auc = fraction of the"
-        " catalogue ranked below the target, dense, ignores k: the CPU-sized choice for small models).",
+        f"Reward: {' | '.join(REWARD_TYPES)} (mixed = w*NDCG@k + (1-w)*Hit@k; auc = fraction of the"
+        " catalogue ranked below the target, dense, ignores k: the CPU-sized choice for small models;"
+        " auc_ndcg = w*NDCG@k + (1-w)*AUC: AUC plus a bonus at the top, e.g. --k 100 --mixed_weight 0.5).",
     )
     k: int = opt(
         10, "Cut-off of the ranking reward (NDCG@k etc.); large k (e.g. 1000) gives a denser signal."
     )
-    mixed_weight: float = opt(0.7, "Weight of NDCG in the mixed reward.")
+    mixed_weight: float = opt(0.7, "w: the weight of NDCG@k in the mixed and auc_ndcg rewards.")
     fusion: str | None = opt(
         None,
         "Fusion file (JSON from `rl4rec tune-fusion`): reward the rank under the fused score w_text * "
