@@ -97,6 +97,43 @@ def test_evaluations_write_ranks_compare_with_step_zero_keep_the_best_and_resume
     assert resumed.best is None
 
 
+def test_heldout_queries_bypass_the_training_autocast_wrapper(ml100k_dir, policy_tokenizer, tmp_path, caplog):
+    """With --bf16 on, accelerate replaces the model's forward by an autocast wrapper and keeps the original as
+    `_original_forward`; the curve must generate through the original, as `rl4rec evaluate` does. A wrapper that
+    forces one token makes the difference visible (real bf16 rarely flips a tiny model's greedy token)."""
+    config = TrainConfig(
+        dataset_name="ml-100k", data_dir=str(ml100k_dir), eval_steps=2, eval_users=3, max_length=128
+    )
+    model = tiny_policy(len(policy_tokenizer))
+    evaluator = HeldOutEvaluator(config, policy_tokenizer, tmp_path, max_new_tokens=4)
+    plain = evaluator.queries(model)
+    forced = policy_tokenizer.encode(" Comedy", add_special_tokens=False)[0]
+    original = model.forward
+
+    def wrapper(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.logits[..., forced] += 1e4
+        return out
+
+    model._original_forward, model.forward = original, wrapper
+    assert evaluator.queries(model) == plain and model.forward is wrapper  # the wrapper is back for training
+    from rl4rec.policy.generation import GenerationSettings, HFGenerator
+
+    through_wrapper = HFGenerator(model, policy_tokenizer, GenerationSettings(max_new_tokens=4)).generate(
+        evaluator.prompts
+    )
+    assert through_wrapper != plain and all("Comedy" in t for t in through_wrapper)
+    # A step 0 written before this (no "autocast" field) is still compared with, with a warning.
+    first = evaluator.evaluate(model, 0)
+    path = tmp_path / "heldout" / "step_0.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(r["autocast"] is False for r in rows)
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "autocast"}) + "\n" for r in rows))
+    resumed = HeldOutEvaluator(config, policy_tokenizer, tmp_path, max_new_tokens=4)
+    assert resumed.evaluate(model, 2).metrics["eval/auc_vs_step0"] == 0 and first.ranks.size == 3
+    assert "mixes two precisions" in caplog.text
+
+
 def test_report_draws_the_heldout_curve_and_tables_it(tmp_path):
     from rl4rec.evaluation.report import write_report
 
@@ -133,6 +170,20 @@ def test_training_logs_heldout_evaluations(algorithm, ml100k_dir, tmp_path):
     assert [r["step"] for r in records if "reward" in r] == [1, 2]
     assert (result.run_dir / BEST_NAME / "best.json").is_file()
     assert sorted(p.name for p in (result.run_dir / "heldout").iterdir()) == ["step_0.jsonl", "step_2.jsonl"]
+    # Step 0 is `rl4rec evaluate`'s greedy texts for the same users, although this CPU trains in bf16 autocast
+    # (--bf16 auto): the curve generates in the precision evaluate does.
+    from rl4rec.evaluation.config import EvalConfig
+    from rl4rec.evaluation.runner import read_ranks, run_evaluation
+
+    run_evaluation(EvalConfig(dataset="ml-100k", data_dir=str(ml100k_dir), split="valid", method="policy",
+                              model=str(policy), num_users=3, max_new_tokens=8, max_length=128, device="cpu",
+                              bootstrap_samples=100, run_dir=str(tmp_path / "eval")).validate())  # fmt: skip
+    evaluated = read_ranks(tmp_path / "eval")
+    step0 = [
+        json.loads(line) for line in (result.run_dir / "heldout" / "step_0.jsonl").read_text().splitlines()
+    ]
+    assert [r["query"] for r in step0] == [evaluated[r["user_id"]]["query"] for r in step0]
+    assert [r["rank"] for r in step0] == [evaluated[r["user_id"]]["rank"] for r in step0]
 
 
 def test_metrics_record_keeps_heldout_lines_apart_from_rollouts():

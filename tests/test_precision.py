@@ -85,3 +85,30 @@ def test_auto_maps_to_what_this_cpu_supports(monkeypatch):
     assert trl_args(TrainConfig(device="cpu"), "cpu").bf16 is True
     monkeypatch.setattr(precision, "cpu_flags", lambda: set(SKYLAKE))
     assert trl_args(TrainConfig(device="cpu"), "cpu").bf16 is False
+
+
+def test_without_autocast_runs_the_original_forward_and_restores_the_wrapper():
+    """accelerate's `prepare` with bf16 wraps `forward` in autocast and keeps the original as `_original_forward`
+    (accelerate/accelerator.py, `prepare_model`); the held-out curve must generate through the original."""
+    from types import MethodType
+
+    import torch
+
+    from rl4rec.policy.precision import without_autocast
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 64)
+    x = torch.randn(4, 64)
+    plain = model(x)
+    model._original_forward = model.forward
+    model.forward = MethodType(torch.autocast("cpu", dtype=torch.bfloat16)(model.forward.__func__), model)
+    wrapped = model.forward
+    assert model(x).dtype == torch.bfloat16  # the training's precision
+    with without_autocast(model) as same:
+        assert same is model
+        out = model(x)
+        assert out.dtype == torch.float32 and torch.equal(out, plain)
+    assert model.forward is wrapped and model(x).dtype == torch.bfloat16  # training keeps its autocast
+    bare = torch.nn.Linear(2, 2)  # a model accelerate never wrapped passes through untouched
+    with without_autocast(bare):
+        assert "forward" not in vars(bare)

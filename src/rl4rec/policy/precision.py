@@ -9,8 +9,9 @@ products in bf16): see docs/BENCHMARKS.md ("bf16 on CPU") for what it gains here
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 BF16_SETTINGS = ("auto", "on", "off")
 #: CPU feature flags (as /proc/cpuinfo and torch.cpu.get_capabilities spell them) with native bf16 math.
@@ -57,3 +58,25 @@ def resolve_bf16(setting: str, device: str, flags: Iterable[str] | None = None) 
     if device.startswith("cuda"):
         return cuda_supports_bf16()
     return cpu_supports_bf16(flags)
+
+
+@contextlib.contextmanager
+def without_autocast(model: Any) -> Iterator[Any]:
+    """Run ``model`` through its own forward, not the bf16 autocast wrapper accelerate gave it.
+
+    With ``--bf16 on`` accelerate's ``prepare`` replaces a model's ``forward`` with one under
+    ``torch.autocast`` (keeping the original as ``_original_forward``), and ``unwrap_model`` keeps that wrapper.
+    The held-out curve generates through the live model; without this, its greedy queries would be bf16
+    texts while ``rl4rec evaluate`` writes fp32 ones for the same checkpoint, and about half of them differ
+    (ml-100k, 128 validation users: 69 identical). The wrapper is restored afterwards, so training keeps it.
+    """
+    original = vars(model).get("_original_forward")
+    wrapped = vars(model).get("forward")
+    if original is None or wrapped is None:
+        yield model
+        return
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = wrapped

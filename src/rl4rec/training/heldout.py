@@ -29,6 +29,7 @@ import numpy as np
 
 from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_write_json, atomic_write_text, read_jsonl
+from rl4rec.policy.precision import without_autocast
 from rl4rec.run_layout import BEST_FILE, BEST_NAME, HELDOUT_DIR
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ class HeldOutEvaluator:
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"  # generation pads left (SFT trains with right padding)
         try:
-            return HFGenerator(model, self.tokenizer, settings).generate(self.prompts)
+            with without_autocast(model):  # the precision `rl4rec evaluate` generates in
+                return HFGenerator(model, self.tokenizer, settings).generate(self.prompts)
         finally:
             self.tokenizer.padding_side = side
 
@@ -167,10 +169,11 @@ class HeldOutEvaluator:
             key: getattr(self.config, key) for key in ("candidates", "candidate_fusion", "candidate_order")
         }
         k, batch = int(self.config.candidates), self.config.eval_batch_size
-        scores, logprobs, scored = rerank_examples(
-            self.service, self.dataset.name, self.builder, settings, self.config.eval_seed, self.examples,
-            lambda _, prompts: choice_logprobs(model, self.tokenizer, prompts, k, batch),
-        )  # fmt: skip
+        with without_autocast(model):
+            scores, logprobs, scored = rerank_examples(
+                self.service, self.dataset.name, self.builder, settings, self.config.eval_seed, self.examples,
+                lambda _, prompts: choice_logprobs(model, self.tokenizer, prompts, k, batch),
+            )  # fmt: skip
         ranks = compute_ranks(scores, torch.tensor(self.targets), self.histories).numpy().astype(np.int64)
         # each user's letter ("-": the target is not among the candidates, so no forward pass was needed)
         letters = [
@@ -215,7 +218,8 @@ class HeldOutEvaluator:
         lines = []
         for i, ex in enumerate(self.examples):
             record: dict[str, Any] = {"user_id": ex.user_id, "target": ex.target, "rank": int(ranks[i]),
-                                      "candidates": int(self.candidates[i]), "query": texts[i]}  # fmt: skip
+                                      "candidates": int(self.candidates[i]), "query": texts[i],
+                                      "autocast": False}  # fmt: skip
             if fused is not None:
                 record["rank_fused"] = int(fused[i])
             lines.append(json.dumps(record, ensure_ascii=False))
@@ -230,6 +234,13 @@ class HeldOutEvaluator:
         if [r["user_id"] for r in records] != [e.user_id for e in self.examples]:
             logger.warning("%s holds other users than this run evaluates; no comparison with step 0", path)
             return None
+        if "autocast" not in records[0]:
+            logger.warning(
+                "%s was written by an rl4rec that generated held-out queries under the training's bf16 autocast "
+                "(--bf16 on); later steps generate without it, as `rl4rec evaluate` does, so their difference to "
+                "this step mixes two precisions",
+                path,
+            )
         ranks = np.asarray([r["rank"] for r in records], dtype=np.int64)
         fused = (
             np.asarray([r["rank_fused"] for r in records], dtype=np.int64)
