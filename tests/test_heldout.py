@@ -217,6 +217,7 @@ def test_headroom_best_of_k_and_reward_ranked_fine_tuning_rows(
         assert (
             summary["best_of_k"]["mean"] >= summary["mean_of_k"]["mean"] and 0 <= summary["zero_spread"] <= 1
         )
+        assert 0 <= summary["merged_k"]["mean"] <= 1  # the K samples ranked as one (evaluate --num_queries K)
     assert set(result["baselines"]) == {"last-item", "history-fusion"}
     lines = [json.loads(line) for line in out.with_suffix(".ranks.jsonl").read_text().splitlines()]
     best = best_queries(out.with_suffix(".ranks.jsonl"))

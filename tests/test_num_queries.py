@@ -166,3 +166,17 @@ def test_evaluate_resume_queries_from_and_tune_fusion(
     want = np.mean([service.get_scores([t[j] for t in texts], "ml-100k") for j in range(2)], axis=0)
     np.testing.assert_allclose(text.numpy(), want, atol=1e-6)
     assert json.loads((run / "results.json").read_text())["method"] == "policy"
+
+
+def test_headroom_merges_each_users_samples_as_evaluate_does(ml100k, service, examples) -> None:
+    from rl4rec.evaluation.headroom import MERGE_CHUNK, merged_ranks
+
+    a, b = _pairs(ml100k, examples)
+    flat = [
+        t for pair in zip(a, b, strict=True) for t in pair
+    ]  # headroom's layout: a user's K samples adjacent
+    fusion = FusionConfig(w_text=0.5, w_hist=1.0, w_co=2.0)
+    for f in (None, fusion):
+        want, _ = Fixed(service, [[x, y] for x, y in zip(a, b, strict=True)], f).rank(examples)
+        assert merged_ranks(service, "ml-100k", flat, examples, 2, f).tolist() == want
+    assert MERGE_CHUNK < 1000  # chunks bound the score matrix

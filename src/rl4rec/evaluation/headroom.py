@@ -6,7 +6,9 @@ evaluate`` ranks a query (full catalogue, history masked, pessimistic ties; fuse
 ``--fusion``), and compare the mean sample and the best of K with last-item and history-fusion on
 the same users. If best-of-K is not clearly above the bar, the prompt, the format or the policy has
 to change before RL can win. ``zero_spread`` is the share of users whose K samples all score the
-same under a metric: such GRPO groups have zero advantage and teach nothing.
+same under a metric: such GRPO groups have zero advantage and teach nothing. ``merged_k`` ranks each
+user's K samples as one, by the mean of their scores: what ``rl4rec evaluate --num_queries K`` would
+give, without generating again.
 
 Writes ``--output`` (JSON: every number with its 95 % bootstrap interval) and
 ``<output stem>.ranks.jsonl`` (each user's K queries and ranks).
@@ -32,6 +34,8 @@ from rl4rec.policy.loading import DEFAULT_POLICY
 
 logger = logging.getLogger(__name__)
 METRICS = ("auc", "ndcg@10", "hit@10")
+#: Users per scoring call when the K samples are merged.
+MERGE_CHUNK = 64
 
 
 @dataclass
@@ -98,15 +102,36 @@ class HeadroomConfig:
         )  # fmt: skip
 
 
-def summarize(values: np.ndarray, seed: int) -> dict[str, Any]:
-    """``values`` [users, K] of one metric: mean sample, best of K, and the share of zero-spread users."""
+def summarize(values: np.ndarray, merged: np.ndarray, seed: int) -> dict[str, Any]:
+    """``values`` [users, K] of one metric: mean sample, best of K, the share of zero-spread users; and
+    ``merged`` [users], the metric of the K samples ranked as one (``rl4rec evaluate --num_queries K``)."""
     from rl4rec.statistics import interval
 
     return {
         "mean_of_k": interval(values.mean(axis=1), seed=seed),
         "best_of_k": interval(values.max(axis=1), seed=seed),
+        "merged_k": interval(merged, seed=seed),
         "zero_spread": float((values.max(axis=1) == values.min(axis=1)).mean()),
     }
+
+
+def merged_ranks(
+    service: Any, dataset: str, texts: list[str], examples: list[Any], k: int, fusion: Any
+) -> np.ndarray:
+    """Each user's K samples ranked once by their mean score, as ``evaluate --num_queries K`` ranks them."""
+    import torch
+
+    from rl4rec.evaluation.ranking import query_scores
+    from rl4rec.metrics import compute_ranks
+
+    out = []
+    for start in range(0, len(examples), MERGE_CHUNK):  # bounds the [users x K, n_items] score matrix
+        part = examples[start : start + MERGE_CHUNK]
+        queries = [texts[(start + i) * k : (start + i + 1) * k] for i in range(len(part))]
+        histories = [list(e.history) for e in part]
+        scores = query_scores(service, dataset, queries, histories, fusion)
+        out.append(compute_ranks(scores, torch.tensor([e.target for e in part]), histories).numpy())
+    return np.concatenate(out).astype(np.int64)
 
 
 def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
@@ -157,7 +182,12 @@ def run_headroom(config: HeadroomConfig) -> dict[str, Any]:
             m: np.stack([per_user(ranks[:, j], (10,), candidates)[m] for j in range(k)], axis=1)
             for m in METRICS
         }
-        out[name] = {m: summarize(v, config.seed) for m, v in values.items()}
+        merged = per_user(
+            merged_ranks(service, dataset.name, texts, examples, k, fusion if name == "fused" else None),
+            (10,),
+            candidates,
+        )
+        out[name] = {m: summarize(v, merged[m], config.seed) for m, v in values.items()}
     baselines = {"last-item": service.rank([dataset.item_text(e.history[-1]) for e in examples], dataset.name,
                                            [e.target for e in examples], [list(e.history) for e in examples])}  # fmt: skip
     history = for_split(dataclasses.replace(fusion or DEFAULT_HISTORY_FUSION, w_text=0.0), config.split)
@@ -186,7 +216,7 @@ def format_table(result: dict[str, Any]) -> str:
     for name in ("text", "fused"):
         if name not in result:
             continue
-        for kind in ("mean_of_k", "best_of_k"):
+        for kind in ("mean_of_k", "best_of_k", "merged_k"):
             label = f"{name} {kind.replace('_', ' ')} (K={result['samples']})"
             rows.append(f"{label:28}" + "".join(f"{cell(result[name][m][kind]):>28}" for m in METRICS))
         rows.append(
