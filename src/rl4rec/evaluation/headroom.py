@@ -119,19 +119,14 @@ def merged_ranks(
     service: Any, dataset: str, texts: list[str], examples: list[Any], k: int, fusion: Any
 ) -> np.ndarray:
     """Each user's K samples ranked once by their mean score, as ``evaluate --num_queries K`` ranks them."""
-    import torch
+    from rl4rec.evaluation.ranking import rank_queries
 
-    from rl4rec.evaluation.ranking import query_scores
-    from rl4rec.metrics import compute_ranks
-
-    out = []
+    out: list[int] = []
     for start in range(0, len(examples), MERGE_CHUNK):  # bounds the [users x K, n_items] score matrix
         part = examples[start : start + MERGE_CHUNK]
         queries = [texts[(start + i) * k : (start + i + 1) * k] for i in range(len(part))]
-        histories = [list(e.history) for e in part]
-        scores = query_scores(service, dataset, queries, histories, fusion)
-        out.append(compute_ranks(scores, torch.tensor([e.target for e in part]), histories).numpy())
-    return np.concatenate(out).astype(np.int64)
+        out += rank_queries(service, dataset, queries, part, fusion)
+    return np.asarray(out, dtype=np.int64)
 
 
 def run_headroom(config: HeadroomConfig) -> dict[str, Any]:

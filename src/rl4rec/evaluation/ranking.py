@@ -59,6 +59,25 @@ def is_merged(queries: Sequence[Any]) -> bool:
     return any(not isinstance(q, str) for q in queries)
 
 
+def rank_queries(
+    service: Ranker,
+    dataset_name: str,
+    queries: Sequence[Query],
+    examples: Sequence[Example],
+    fusion: FusionConfig | None = None,
+) -> list[int]:
+    """1-based rank of each example's target under its query: one text through the service's own ranking,
+    several texts by their mean score (:func:`query_scores`); history masked, pessimistic ties either way."""
+    targets = [e.target for e in examples]
+    rows = histories(examples)
+    if is_merged(queries):
+        scores = query_scores(service, dataset_name, queries, rows, fusion)
+        ranks = compute_ranks(scores, torch.tensor(targets, dtype=torch.long), rows).tolist()
+    else:
+        ranks = service.rank(cast(list[str], queries), dataset_name, targets, rows, fusion)
+    return [int(r) for r in ranks]
+
+
 def histories(examples: Sequence[Example]) -> list[list[int]]:
     return [list(e.history) for e in examples]
 
@@ -104,14 +123,4 @@ class TextMethod(Method):
 
     def rank(self, examples: Sequence[Example]) -> Ranked:
         texts = self.queries(examples)
-        targets = [e.target for e in examples]
-        if is_merged(texts):  # several texts per user: one ranking by their mean score
-            scores = query_scores(self.service, self.dataset_name, texts, histories(examples), self.fusion)
-            ranks = compute_ranks(
-                scores, torch.tensor(targets, dtype=torch.long), histories(examples)
-            ).tolist()
-        else:
-            ranks = self.service.rank(
-                cast(list[str], texts), self.dataset_name, targets, histories(examples), self.fusion
-            )
-        return [int(r) for r in ranks], list(texts)
+        return rank_queries(self.service, self.dataset_name, texts, examples, self.fusion), list(texts)
