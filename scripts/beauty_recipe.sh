@@ -20,10 +20,12 @@
 #               sft and sft-fp32, paired: does bf16 training cost held-out quality?
 #   cand-recall recall@K of the recall stage (history-fusion, fusion-history.json) on all validation and test users
 #   cand-first  the "always candidate 1" baseline: its text weight on validation, then all test users
-#   cand-sft    candidate-aware SFT (K=$CAND_K candidates in the prompt; targets the recall stage found), then its
-#               rows: validation queries -> text weight on top of the recall stage, test text-only and fused
-#   cand-grpo   GRPO from cand-sft on the fused rank (text weight fixed at $CAND_W_TEXT), held-out curve on
-#               validation users, then its rows as cand-sft
+#   cand-sft    candidate-aware SFT (K=$CAND_K candidates in the prompt; every training example whose target the
+#               recall stage found, about 11 %), then its rows: validation queries -> text weight on top of the
+#               recall stage, test text-only and fused
+#   cand-grpo   GRPO from cand-sft on the fused rank (text weight fixed at $CAND_W_TEXT), rewarded by
+#               0.5 NDCG@10 + 0.5 AUC on training examples whose target is a candidate (--candidate_misses skip:
+#               naming it lifts it into the top 10), held-out curve on validation users, then its rows as cand-sft
 #   cand-compare  candidate rows minus history-fusion (the recall stage) on the same test users
 #   cand-headroom best-of-K before any candidate-aware RL: CAND_HEADROOM_USERS validation users, 8 sampled queries
 #               each from the untrained policy on the candidate prompt, ranked text-only and fused with the reward's
@@ -182,7 +184,7 @@ case ${1:-} in
     run="$RUNS/cand-sft-beauty"
     cand_reward_fusion
     [ -d "$run/checkpoint_final" ] || $RL4REC sft --dataset_name beauty --data_dir "$DATA" --checkpoint_dir "$run" \
-      --device cpu "${CAND[@]}" --max_examples 4096 --max_steps 120 --batch_size 8 --mini_batch_size 8 \
+      --device cpu "${CAND[@]}" --max_steps 120 --batch_size 8 --mini_batch_size 8 \
       --learning_rate 1e-4 --save_steps 20 --eval_steps 40 --eval_users 128 \
       --eval_fusion "$OUT/fusion-cand-reward.json" $( [ -d "$run" ] && echo --resume )
     N_TEST=$CAND_N_TEST llm_rows cand-sft --method policy --model "$run/checkpoint_final" ;;
@@ -191,10 +193,11 @@ case ${1:-} in
     cand_reward_fusion
     [ -d "$run/checkpoint_final" ] || $RL4REC train --algorithm grpo --model_name "$RUNS/cand-sft-beauty/checkpoint_final" \
       --dataset_name beauty --data_dir "$DATA" --device cpu "${CAND[@]}" --fusion "$OUT/fusion-cand-reward.json" \
-      --reward_type auc --learning_rate 1e-5 --temperature 0.8 --batch_size 16 --num_generations 4 \
-      --mini_batch_size 16 --ppo_epochs 1 --max_new_tokens 48 --max_steps "$CAND_STEPS" --save_steps 10 \
-      --eval_steps 25 --eval_users 128 --eval_fusion "$OUT/fusion-cand-reward.json" --keep_best fused/auc \
-      --log_with none --checkpoint_dir "$run" $( [ -d "$run" ] && echo --resume )
+      --candidate_misses skip --reward_type auc_ndcg --k 10 --mixed_weight 0.5 --learning_rate 1e-5 \
+      --temperature 0.8 --batch_size 16 --num_generations 4 --mini_batch_size 16 --ppo_epochs 1 --max_new_tokens 48 \
+      --max_steps "$CAND_STEPS" --save_steps 10 --save_total_limit 2 --eval_steps 25 --eval_users 128 \
+      --eval_fusion "$OUT/fusion-cand-reward.json" --keep_best fused/ndcg@10 --log_with none --checkpoint_dir "$run" \
+      $( ls -d "$run"/checkpoint_step_* >/dev/null 2>&1 && echo --resume )
     N_TEST=$CAND_N_TEST llm_rows cand-grpo --method policy --model "$run/checkpoint_final" ;;
   chooser)
     run="$RUNS/chooser-beauty"

@@ -175,6 +175,27 @@ def test_candidate_flags_are_checked(tmp_path):
     with pytest.raises(Rl4recError, match=r"missing\.json"):
         parse_train_args(["--candidates", "5", "--candidate_fusion", str(tmp_path / "missing.json")])
     assert example_key(leave_one_out({1: [3, 4, 5, 6]}, "test").examples[0]) == "1:3"
+    with pytest.raises(ConfigError, match="--candidate_misses skip needs --candidates"):
+        parse_train_args(["--candidate_misses", "skip"])
+
+
+def test_train_candidate_misses_skip_keeps_exactly_the_examples_whose_target_is_a_candidate(
+    ml100k_dir, policy_tokenizer, tmp_path, monkeypatch
+):
+    """RL on candidate prompts with --candidate_misses skip: each kept row's target is among its own candidates,
+    and the kept rows are exactly the hits of the full (keep) dataset, same prompts and lists."""
+    from rl4rec.training.config import parse_train_args
+    from rl4rec.training.data import build_train_dataset
+
+    monkeypatch.setenv("RL4REC_CACHE_DIR", str(tmp_path / "cache"))
+    flags = ["--dataset_name", "ml-100k", "--data_dir", str(ml100k_dir), "--candidates", "10",
+             "--train_users", "120", "--max_length", "512"]  # fmt: skip
+    everyone = build_train_dataset(parse_train_args(flags), policy_tokenizer)
+    hits = everyone.filter(lambda row: row["target_item"] in row["candidates"])
+    skipped = build_train_dataset(parse_train_args([*flags, "--candidate_misses", "skip"]), policy_tokenizer)
+    assert 0 < len(skipped) == len(hits) < len(everyone)
+    assert skipped["user_id"] == hits["user_id"] and skipped["prompt"] == hits["prompt"]
+    assert all(t in c for t, c in zip(skipped["target_item"], skipped["candidates"], strict=True))
 
 
 def test_evaluate_with_candidates_and_w_text_zero_reproduces_the_recall_stage(ml100k_dir, tmp_path):

@@ -31,6 +31,8 @@ LOG_BACKENDS = ("auto", "wandb", "tensorboard", "trackio", "none")
 DEVICES = ("cuda", "cpu", "auto")
 ON_OFF_AUTO = ("auto", "on", "off")
 TRAIN_TARGETS = ("last", "all")
+#: With --candidates: keep or skip the training examples whose target the recall stage missed.
+CANDIDATE_MISSES = ("keep", "skip")
 RETRIEVAL_BACKENDS = ("local", "ray")
 
 
@@ -172,6 +174,13 @@ class TrainDataFlags(PromptFlags):
     )
     train_users: int | None = opt(
         None, "Train on a seeded random sample of N users (default: all).", at_least=1
+    )
+    candidate_misses: str = opt(
+        "keep",
+        "With --candidates: training examples whose target is not among the candidates are kept (keep) or "
+        "skipped (skip: every prompt's group can then name its target, so a top-of-ranking reward has a signal in "
+        "every group; held-out evaluation still uses every user).",
+        one_of=CANDIDATE_MISSES,
     )
     next_items: int = opt(
         1,
@@ -321,6 +330,10 @@ class TrainConfig(  # bases in reverse: --help lists the run's flags first, held
             raise ConfigError(f"--prompt_file {self.prompt_file}: file not found.")
         if self.prompt_file is not None and self.candidates:
             raise ConfigError("--candidates needs history prompts; drop --prompt_file (or --candidates).")
+        if self.candidate_misses == "skip" and not self.candidates:
+            raise ConfigError(
+                "--candidate_misses skip needs --candidates K (it drops examples the recall stage missed)."
+            )
         if self.next_items > 1 and (self.candidates or self.prompt_file):
             raise ConfigError(
                 f"--next_items {self.next_items} cannot be combined with "

@@ -118,6 +118,20 @@ def warn_own_transitions(config: Any) -> bool:
     return True
 
 
+def target_hits(examples: list[Example], lists: list[list[int]], k: int, misses: str) -> list[int]:
+    """Indices of the examples whose target the recall stage put among its top ``k`` (all indices with
+    ``misses == "keep"``). Skipping misses gives every training prompt an answer among its candidates: for SFT a
+    completion to copy, for RL a group whose samples can lift the target to the top."""
+    hits = [i for i, (ex, c) in enumerate(zip(examples, lists, strict=True)) if ex.target in c]
+    logger.info("candidate-aware prompts: the target is among the top %d for %d of %d training examples (%s the others)",
+                k, len(hits), len(examples), misses)  # fmt: skip
+    if misses == "keep":
+        return list(range(len(examples)))
+    if not hits:
+        raise ConfigError("no training example has its target among the candidates; raise --candidates.")
+    return hits
+
+
 def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
     """HF ``datasets.Dataset`` of the training split, prompts within the token budget."""
     from datasets import Dataset
@@ -148,9 +162,10 @@ def build_train_dataset(config: TrainConfig, tokenizer: Any) -> Any:
         prompts, candidates = build_prompts(
             builder, examples, config, service, config.dataset_name, config.seed, split="train"
         )
-        hits = sum(ex.target in c for ex, c in zip(examples, candidates, strict=True))
-        logger.info("candidate-aware prompts: the target is among the top %d for %d of %d training examples",
-                    config.candidates, hits, len(examples))  # fmt: skip
+        kept = target_hits(examples, candidates, config.candidates, config.candidate_misses)
+        examples = [examples[i] for i in kept]
+        prompts = [prompts[i] for i in kept]
+        candidates = [candidates[i] for i in kept]
     rows = build_rows(dataset, examples, builder, preferences, prompts, candidates)
     logger.info(
         "training data: %d examples from %d users (%d users skipped as too short)",

@@ -28,7 +28,14 @@ from rl4rec.data.prompts import PromptBuilder, PromptFlags, prompt_config_from_f
 from rl4rec.data.splits import Example, leave_one_out
 from rl4rec.errors import ConfigError
 from rl4rec.policy.loading import DEFAULT_POLICY
-from rl4rec.training.config import ON_OFF_AUTO, TRAIN_TARGETS, HeldOutFlags, LoraFlags, check_prompt_flags
+from rl4rec.training.config import (
+    CANDIDATE_MISSES,
+    ON_OFF_AUTO,
+    TRAIN_TARGETS,
+    HeldOutFlags,
+    LoraFlags,
+    check_prompt_flags,
+)
 from rl4rec.training.run_context import RunContext, checkpoint_step, set_seed
 
 logger = logging.getLogger(__name__)
@@ -70,7 +77,7 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
         "skip",
         "With --candidates: examples whose target is not among the candidates are skipped (skip) or kept with "
         "the target's text (keep: teaches naming items the recall stage missed).",
-        one_of=("skip", "keep"),
+        one_of=CANDIDATE_MISSES,
     )
     # -- optimisation ---------------------------------------------------------------------------------
     learning_rate: float = opt(5e-5, "AdamW learning rate (linear decay to 0).", above=0)
@@ -198,7 +205,7 @@ def candidate_examples(
     from rl4rec.data.prompts import CHOOSE, LETTERS
     from rl4rec.retrieval.recall import build_prompts
     from rl4rec.retrieval.shared import local_service
-    from rl4rec.training.data import warn_own_transitions
+    from rl4rec.training.data import target_hits, warn_own_transitions
 
     warn_own_transitions(config)
     service = local_service(config.dataset_name, config.data_dir)
@@ -206,14 +213,9 @@ def candidate_examples(
         builder, examples, config, service, dataset.name, config.seed, split="train"
     )
     assert lists is not None
-    hit = [ex.target in c for ex, c in zip(examples, lists, strict=True)]
-    logger.info("sft candidates: the target is among the top %d for %d of %d examples (%s the others)",
-                config.candidates, sum(hit), len(examples), config.candidate_misses)  # fmt: skip
+    kept = target_hits(examples, lists, config.candidates, config.candidate_misses)
     if config.candidate_misses == "keep":
         return examples, prompts, None
-    kept = [i for i, h in enumerate(hit) if h]
-    if not kept:
-        raise ConfigError("no training example has its target among the candidates; raise --candidates.")
     letters = [LETTERS[lists[i].index(examples[i].target)] for i in kept] if config.task == CHOOSE else None
     if letters is not None:
         shares = {letter: letters.count(letter) / len(letters) for letter in sorted(set(letters))}
