@@ -180,14 +180,13 @@ def test_candidate_flags_are_checked(tmp_path):
 
 
 def test_train_candidate_misses_skip_keeps_exactly_the_examples_whose_target_is_a_candidate(
-    ml100k_dir, policy_tokenizer, tmp_path, monkeypatch
+    ml100k_dir, policy_tokenizer
 ):
     """RL on candidate prompts with --candidate_misses skip: each kept row's target is among its own candidates,
     and the kept rows are exactly the hits of the full (keep) dataset, same prompts and lists."""
     from rl4rec.training.config import parse_train_args
     from rl4rec.training.data import build_train_dataset
 
-    monkeypatch.setenv("RL4REC_CACHE_DIR", str(tmp_path / "cache"))
     flags = ["--dataset_name", "ml-100k", "--data_dir", str(ml100k_dir), "--candidates", "10",
              "--train_users", "120", "--max_length", "512"]  # fmt: skip
     everyone = build_train_dataset(parse_train_args(flags), policy_tokenizer)
