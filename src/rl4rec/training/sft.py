@@ -11,6 +11,11 @@ Data: TRL's prompt-completion format. The prompt is :class:`~rl4rec.data.prompts
 training split only (``leave_one_out(..., "train")``: the third-to-last item, or with
 ``--train_targets all`` every earlier position), so no validation or test target is ever learned.
 The loss is on the completion only. Run directory: the same conventions as ``rl4rec train``.
+
+``--loss dpo`` (with ``--completions_from``, a ``rl4rec headroom --split train`` ranks file) trains on preference
+pairs instead: each user's best sampled query against its worst, with TRL's DPOTrainer and the starting policy as
+the frozen reference. Best-of-K fine-tuning imitates the winner only; DPO also pushes away from the loser, so what
+separates good from bad samples of the same prompt (a style, a field) is what it learns, not the winner's title.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from rl4rec.training.config import (
 from rl4rec.training.run_context import RunContext, checkpoint_step, set_seed
 
 logger = logging.getLogger(__name__)
+DPO = "dpo"
+#: ``--loss``: supervised cross-entropy on one completion, or DPO on a (best, worst) pair of sampled queries.
+LOSSES = ("sft", DPO)
 
 
 @dataclass
@@ -72,6 +80,16 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
         None,
         "Reward-ranked fine-tuning: a `rl4rec headroom --split train` ranks file; each user's best sampled query "
         "(lowest rank) becomes the completion instead of the target's text (best-of-K, as in rejection sampling).",
+    )
+    loss: str = opt(
+        "sft",
+        "sft: cross-entropy on the completion | dpo: preference pairs from --completions_from (each user's best "
+        "sampled query against its worst; users whose samples all rank alike are left out), TRL's DPOTrainer "
+        "with the starting policy as the frozen reference.",
+        one_of=LOSSES,
+    )
+    dpo_beta: float = opt(
+        0.1, "--loss dpo: beta, the strength of the pull toward the reference (larger = closer).", above=0
     )
     candidate_misses: str = opt(
         "skip",
@@ -124,6 +142,11 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
                 "--task choose trains on the target's letter: it needs --candidate_misses skip and no "
                 "--completions_from."
             )
+        if self.loss == DPO and (self.completions_from is None or self.task == CHOOSE):
+            raise ConfigError(
+                "--loss dpo trains on pairs of sampled queries: it needs --completions_from RANKS "
+                "(`rl4rec headroom --split train --output FILE.json` writes FILE.ranks.jsonl) and --task describe."
+            )
         from rl4rec.training.heldout import check_heldout_flags
 
         check_heldout_flags(self)
@@ -136,19 +159,20 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
 
 
 # -- data --------------------------------------------------------------------------------------------
-def best_queries(path: str | Path) -> dict[int, str]:
-    """``{user_id: best sampled query}`` from a ``rl4rec headroom --split train`` ranks file (lowest text rank)."""
+def ranked_samples(path: str | Path) -> dict[int, list[tuple[int, str]]]:
+    """``{user_id: [(text rank, sampled query), ...] best first}`` from a ``rl4rec headroom --split train`` ranks
+    file (the sort is stable: equal ranks keep their sampling order)."""
     import json
 
-    out: dict[int, str] = {}
+    out: dict[int, list[tuple[int, str]]] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         record = json.loads(line)
         if record.get("split", "train") != "train" or "ranks_text" not in record:
             raise ConfigError(f"{path}:{number}: not a `rl4rec headroom --split train` ranks line.")
-        ranks = record["ranks_text"]
-        out[int(record["user_id"])] = record["queries"][min(range(len(ranks)), key=ranks.__getitem__)]
+        pairs = zip(record["ranks_text"], record["queries"], strict=True)
+        out[int(record["user_id"])] = sorted(pairs, key=lambda pair: pair[0])
     if not out:
         raise ConfigError(
             f"{path}: no users; write it with `rl4rec headroom --split train --output FILE.json`."
@@ -156,12 +180,31 @@ def best_queries(path: str | Path) -> dict[int, str]:
     return out
 
 
+def best_queries(path: str | Path) -> dict[int, str]:
+    """``{user_id: best sampled query}`` (lowest text rank; the first sampled among equals)."""
+    return {user: samples[0][1] for user, samples in ranked_samples(path).items()}
+
+
+def preference_pairs(path: str | Path) -> dict[int, tuple[str, str]]:
+    """``{user_id: (best, worst sampled query)}`` for DPO; a user whose samples all rank alike has no preference
+    and is left out."""
+    pairs = {u: (s[0][1], s[-1][1]) for u, s in ranked_samples(path).items() if s[0][0] < s[-1][0]}
+    if not pairs:
+        raise ConfigError(
+            f"{path}: every user's samples rank alike; there is no preference pair to train on."
+        )
+    return pairs
+
+
 def sft_examples(dataset: RecDataset, config: SFTConfig) -> list[Example]:
     """Training-split examples only (targets at or before each user's third-to-last item), sampled."""
     examples = leave_one_out(dataset.sequences, "train", config.train_targets).examples
-    if config.completions_from is not None:  # reward-ranked: only the users whose samples were ranked
-        chosen = best_queries(config.completions_from)
-        examples = [e for e in examples if e.user_id in chosen]
+    if (
+        config.completions_from is not None
+    ):  # reward-ranked: only the users whose samples were ranked (and differ)
+        chosen = preference_pairs if config.loss == DPO else best_queries
+        users = chosen(config.completions_from)
+        examples = [e for e in examples if e.user_id in users]
     if config.max_examples is not None and config.max_examples < len(examples):
         examples = random.Random(config.seed).sample(examples, config.max_examples)
     if not examples:
@@ -189,10 +232,33 @@ def sft_rows(
             answer = letters[i]
         else:
             answer = answers[ex.user_id] if answers is not None else dataset.item_text(ex.target)
-        completion: Any = (
-            [{"role": "assistant", "content": answer}] if isinstance(prompt, list) else " " + answer
+        rows.append({"prompt": prompt, "completion": as_completion(prompt, answer)})
+    return rows
+
+
+def as_completion(prompt: Any, text: str) -> Any:
+    """A completion in the prompt's format: an assistant message after a chat prompt, or text after a plain one."""
+    return [{"role": "assistant", "content": text}] if isinstance(prompt, list) else " " + text
+
+
+def dpo_rows(
+    examples: list[Example],
+    builder: PromptBuilder,
+    pairs: dict[int, tuple[str, str]],
+    prompts: list[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """TRL's preference format: the RL prompt, the user's best sampled query (chosen) and its worst (rejected)."""
+    rows = []
+    for i, ex in enumerate(examples):
+        prompt = prompts[i] if prompts is not None else builder.build(ex.history)
+        best, worst = pairs[ex.user_id]
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": as_completion(prompt, best),
+                "rejected": as_completion(prompt, worst),
+            }
         )
-        rows.append({"prompt": prompt, "completion": completion})
     return rows
 
 
@@ -225,15 +291,18 @@ def candidate_examples(
 
 def _truncate_completions(rows: list[dict[str, Any]], tokenizer: Any, max_tokens: int) -> None:
     for row in rows:
-        completion = row["completion"]
-        text = completion[0]["content"] if isinstance(completion, list) else completion
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > max_tokens:
-            text = tokenizer.decode(ids[:max_tokens])
-            if isinstance(completion, list):
-                completion[0]["content"] = text
-            else:
-                row["completion"] = text
+        for key in ("completion", "chosen", "rejected"):
+            completion = row.get(key)
+            if completion is None:
+                continue
+            text = completion[0]["content"] if isinstance(completion, list) else completion
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) > max_tokens:
+                text = tokenizer.decode(ids[:max_tokens])
+                if isinstance(completion, list):
+                    completion[0]["content"] = text
+                else:
+                    row[key] = text
 
 
 # -- run ---------------------------------------------------------------------------------------------
@@ -266,11 +335,17 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
     prompts = letters = None
     if config.candidates:
         examples, prompts, letters = candidate_examples(dataset, examples, builder, config)
-    answers = best_queries(config.completions_from) if config.completions_from else None
-    rows = sft_rows(dataset, examples, builder, prompts, answers, letters)
+    if config.loss == DPO:
+        assert config.completions_from is not None  # validated
+        rows = dpo_rows(examples, builder, preference_pairs(config.completions_from), prompts)
+    else:
+        answers = best_queries(config.completions_from) if config.completions_from else None
+        rows = sft_rows(dataset, examples, builder, prompts, answers, letters)
     _truncate_completions(rows, tokenizer, config.max_completion_tokens)
-    logger.info("sft data: %d examples from %d users", len(rows), len({e.user_id for e in examples}))
-    args = TrlSFTConfig(
+    logger.info(
+        "%s data: %d examples from %d users", config.loss, len(rows), len({e.user_id for e in examples})
+    )
+    common = dict(
         output_dir=str(run.run_dir),
         per_device_train_batch_size=config.mini_batch_size,
         gradient_accumulation_steps=config.batch_size // config.mini_batch_size,
@@ -280,7 +355,6 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         num_train_epochs=config.num_epochs,
         max_steps=config.max_steps,
         max_length=config.max_length + config.max_completion_tokens + 8,
-        completion_only_loss=True,
         seed=config.seed,
         data_seed=config.seed,
         save_strategy="steps",
@@ -294,8 +368,20 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         activation_checkpointing=config.gradient_checkpointing,  # transformers 5's name
         dataloader_num_workers=0,
     )
-    trainer = build_run_trainer("sft", run, model, tokenizer, args, Dataset.from_list(rows),
-                                max_new_tokens=config.max_completion_tokens, merge_lora=config.use_peft)  # fmt: skip
+    ref_model = None
+    if config.loss == DPO:
+        from trl import DPOConfig
+
+        args = DPOConfig(**common, beta=config.dpo_beta)  # the sigmoid (original) DPO loss
+        # The reference is the starting policy: with LoRA the adapter-off model, else a frozen copy (TRL would
+        # rebuild it from the model's config path, which for the offline GGUF policy is not a loadable id).
+        if not config.use_peft:
+            ref_model, _ = load_policy(config.model_name, device="cpu")
+    else:
+        args = TrlSFTConfig(**common, completion_only_loss=True)
+    trainer = build_run_trainer(config.loss, run, model, tokenizer, args, Dataset.from_list(rows),
+                                max_new_tokens=config.max_completion_tokens, merge_lora=config.use_peft,
+                                ref_model=ref_model)  # fmt: skip
     done = checkpoint_step(resume_from) if resume_from is not None else 0
     if 0 < config.max_steps <= done and not config.use_peft:  # (a LoRA checkpoint holds adapters only)
         # HF would still run one more (zero learning-rate) step; the run is already complete.

@@ -207,6 +207,15 @@ def _sft_class() -> type:
     return Rl4recSFTTrainer
 
 
+def _dpo_class() -> type:
+    from trl import DPOTrainer
+
+    class Rl4recDPOTrainer(CheckpointPublishMixin, DPOTrainer):
+        pass
+
+    return Rl4recDPOTrainer
+
+
 def build_trainer(
     kind: str,
     config: Any,
@@ -217,17 +226,24 @@ def build_trainer(
     reward_funcs: list[Any] | None = None,
     callbacks: list[Any] | None = None,
     peft_config: Any = None,
+    ref_model: Any = None,
 ) -> Any:
-    """The one way an rl4rec HF trainer is made: ``kind`` grpo | rloo | sft, its config and callbacks given
+    """The one way an rl4rec HF trainer is made: ``kind`` grpo | rloo | sft | dpo, its config and callbacks given
     at construction (HF's console printer removed: rl4rec's progress bar and metrics.jsonl replace it)."""
     from transformers.trainer_callback import PrinterCallback
 
     cls = {"grpo": Rl4recGRPOTrainer, "rloo": Rl4recRLOOTrainer}.get(kind) or (
-        _sft_class() if kind == "sft" else None
+        {"sft": _sft_class, "dpo": _dpo_class}[kind]() if kind in ("sft", "dpo") else None
     )
     if cls is None:
-        raise ValueError(f"unknown trainer kind {kind!r}: grpo, rloo or sft")
-    extra = {"reward_funcs": reward_funcs} if kind != "sft" else {}
+        raise ValueError(f"unknown trainer kind {kind!r}: grpo, rloo, sft or dpo")
+    extra: dict[str, Any] = (
+        {"reward_funcs": reward_funcs}
+        if kind in ("grpo", "rloo")
+        else {"ref_model": ref_model}
+        if kind == "dpo"
+        else {}
+    )
     trainer = cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                   peft_config=peft_config, callbacks=list(callbacks or []), rl4rec_config=config, **extra)  # fmt: skip
     trainer.remove_callback(PrinterCallback)
@@ -236,7 +252,7 @@ def build_trainer(
 
 def build_run_trainer(kind: str, run: Any, model: Any, tokenizer: Any, args: Any, train_dataset: Any,
                       reward_funcs: list[Any] | None = None, max_new_tokens: int = 64,
-                      merge_lora: bool = False) -> Any:  # fmt: skip
+                      merge_lora: bool = False, ref_model: Any = None) -> Any:  # fmt: skip
     """:func:`build_trainer` for a run: metrics.jsonl, the progress bar, the run's own callbacks, LoRA from its
     config, and its held-out schedule (``--eval_steps``)."""
     from rl4rec.training.callbacks import MetricsFileCallback, ProgressCallback, add_heldout_callback
@@ -244,7 +260,8 @@ def build_run_trainer(kind: str, run: Any, model: Any, tokenizer: Any, args: Any
 
     metrics_cb = MetricsFileCallback(run.metrics_log)
     trainer = build_trainer(kind, run.config, model, tokenizer, args, train_dataset, reward_funcs,
-                            [metrics_cb, ProgressCallback(metrics_cb), *run.callbacks], lora_config(run.config))  # fmt: skip
+                            [metrics_cb, ProgressCallback(metrics_cb), *run.callbacks], lora_config(run.config),
+                            ref_model)  # fmt: skip
     add_heldout_callback(trainer, run, tokenizer, max_new_tokens, merge_lora=merge_lora)
     return trainer
 

@@ -1,0 +1,74 @@
+"""`rl4rec sft --loss dpo`: preference pairs from a headroom ranks file, trained with TRL's DPOTrainer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rl4rec.errors import ConfigError
+from rl4rec.training.sft import SFTConfig, best_queries, dpo_rows, preference_pairs
+
+
+def write_ranks(path, users: dict[int, list[tuple[int, str]]]) -> str:
+    lines = [json.dumps({"user_id": u, "split": "train", "target": 1, "queries": [q for _, q in s],
+                         "ranks_text": [r for r, _ in s]}) for u, s in users.items()]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_pairs_are_each_users_best_against_worst_and_ties_have_no_pair(tmp_path):
+    ranks = write_ranks(tmp_path / "r.ranks.jsonl", {
+        1: [(40, "mid"), (3, "best"), (900, "worst"), (3, "best too")],
+        2: [(7, "same"), (7, "alike")],  # every sample ranks alike: no preference
+    })  # fmt: skip
+    assert preference_pairs(ranks) == {1: ("best", "worst")}
+    assert best_queries(ranks) == {1: "best", 2: "same"}  # the first sampled among equals, as before
+    only_ties = write_ranks(tmp_path / "t.ranks.jsonl", {2: [(7, "a"), (7, "b")]})
+    with pytest.raises(ConfigError, match="rank alike"):
+        preference_pairs(only_ties)
+
+
+def test_dpo_needs_ranked_samples_and_the_describe_task(tmp_path):
+    with pytest.raises(ConfigError, match="--loss dpo trains on pairs"):
+        SFTConfig(loss="dpo").validate()
+    with pytest.raises(ConfigError):
+        SFTConfig(loss="dpo", dpo_beta=0, completions_from=str(tmp_path / "r.jsonl")).validate()
+
+
+def test_dpo_rows_use_the_rl_prompt_and_the_prompts_format(ml100k, policy_tokenizer):
+    from rl4rec.data.prompts import PromptBuilder, PromptConfig
+    from rl4rec.data.splits import leave_one_out
+
+    examples = leave_one_out(ml100k.sequences, "train").examples[:2]
+    pairs = {e.user_id: (f"good {e.user_id}", f"bad {e.user_id}") for e in examples}
+    chat = dpo_rows(examples, PromptBuilder(ml100k, policy_tokenizer, PromptConfig()), pairs)
+    assert chat[0]["prompt"] == PromptBuilder(ml100k, policy_tokenizer, PromptConfig()).build(
+        examples[0].history
+    )
+    assert chat[1]["chosen"] == [{"role": "assistant", "content": f"good {examples[1].user_id}"}]
+    assert chat[1]["rejected"] == [{"role": "assistant", "content": f"bad {examples[1].user_id}"}]
+
+
+@pytest.mark.slow
+def test_dpo_run_widens_the_margin_of_the_preferred_query_and_writes_a_policy(ml100k, ml100k_dir, tmp_path):
+    """Three DPO steps on four pairs: TRL's implicit-reward margin (chosen minus rejected, against the frozen
+    start) is 0 at the first step, where policy and reference agree, and grows as the policy learns the pairs."""
+    from rl4rec.data.splits import leave_one_out
+    from rl4rec.training.sft import run_sft
+
+    users = [e.user_id for e in leave_one_out(ml100k.sequences, "train").examples[:4]]
+    ranks = write_ranks(tmp_path / "s.ranks.jsonl", {
+        u: [(5, "Toy Story. Year: 1995. Genres: Animation, Comedy"), (1500, "I cannot help with that request.")]
+        for u in users
+    })  # fmt: skip
+    run = tmp_path / "dpo"
+    final = run_sft(SFTConfig(dataset_name="ml-100k", data_dir=str(ml100k_dir), checkpoint_dir=str(run), device="cpu",
+                              loss="dpo", completions_from=ranks, batch_size=4, mini_batch_size=2, max_steps=3,
+                              num_epochs=3, learning_rate=5e-5, max_length=128, max_history_items=2,
+                              max_completion_tokens=16, save_steps=3, bf16="off"))  # fmt: skip
+    assert (final / "model.safetensors").is_file() and (run / "checkpoint_step_3").is_dir()
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    margins = [m["rewards/margins"] for m in steps if "rewards/margins" in m]
+    assert len(margins) == 3 and abs(margins[0]) < 1e-3 and margins[-1] > margins[0] + 0.01
+    assert json.loads((final / "run_config.json").read_text())["loss"] == "dpo"
