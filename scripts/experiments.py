@@ -67,7 +67,10 @@ SAMPLING: dict[str, tuple[int, int, int, str | None]] = {
     "ml-rft400x4-r2": (400, 4, 1, str(OUT / "ml-rft400x4" / "checkpoint_final")),
     # scale: every training user, best of 8 (best-of-8 held 0.86 AUC on validation users against 0.58 for the mean)
     "ml-rft943x8": (943, 8, 0, None),
+    "ml-dpo943x8": (943, 8, 0, None),
 }
+#: Runs that train on another run's samples (the same SAMPLING entry) instead of drawing them again.
+SAMPLES_FROM = {"ml-dpo943x8": "ml-rft943x8"}
 
 
 def sft_ml(lr: str, steps: int, examples: int, *extra: str) -> list[str]:
@@ -119,6 +122,13 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
         rft("5e-5", 118, eval_steps=20),
         "reward-ranked fine-tuning at scale: best of 8 samples (T 0.8) of all 943 training users, 118 SFT steps "
         "(one pass)",
+    ),
+    # the same samples as ml-rft943x8 (sampled once), DPO instead of imitating the best: the best sample against the
+    # worst of each user, so what separates them (a style) is learned rather than the best one's title
+    "ml-dpo943x8": (
+        "sft",
+        rft("5e-6", 118, "--loss", "dpo", "--dpo_beta", "0.1", eval_steps=20),
+        "DPO on ml-rft943x8's samples: each training user's best of 8 against its worst, lr 5e-6, 118 steps",
     ),
     "ml-demo60": (
         "train",
@@ -204,7 +214,7 @@ def run(name: str) -> None:
     extra: list[str] = []
     if name in SAMPLING:  # reward-ranked: sample K queries per training user once, train on each user's best
         users, samples, seed, policy = SAMPLING[name]
-        ranked = out / "samples.json"
+        ranked = run_dir(SAMPLES_FROM.get(name, name)) / "samples.json"
         if not ranked.with_suffix(".ranks.jsonl").is_file():
             sample = [RL4REC, "headroom", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"), "--split", "train",
                       "--num_users", str(users), "--samples", str(samples), "--temperature", "0.8", "--max_new_tokens",
