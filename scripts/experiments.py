@@ -67,10 +67,14 @@ SAMPLING: dict[str, tuple[int, int, int, str | None]] = {
     "ml-rft400x4-r2": (400, 4, 1, str(OUT / "ml-rft400x4" / "checkpoint_final")),
     # scale: every training user, best of 8 (best-of-8 held 0.86 AUC on validation users against 0.58 for the mean)
     "ml-rft943x8": (943, 8, 0, None),
-    "ml-dpo943x8": (943, 8, 0, None),
 }
-#: Runs that train on another run's samples (the same SAMPLING entry) instead of drawing them again.
+#: Runs that train on another run's samples instead of drawing them again.
 SAMPLES_FROM = {"ml-dpo943x8": "ml-rft943x8"}
+
+
+def sampling(name: str) -> tuple[int, int, int, str | None] | None:
+    """The sampling a reward-ranked run trains on (its own, or the run it borrows samples from), else None."""
+    return SAMPLING.get(SAMPLES_FROM.get(name, name))
 
 
 def sft_ml(lr: str, steps: int, examples: int, *extra: str) -> list[str]:
@@ -212,8 +216,8 @@ def run(name: str) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     extra: list[str] = []
-    if name in SAMPLING:  # reward-ranked: sample K queries per training user once, train on each user's best
-        users, samples, seed, policy = SAMPLING[name]
+    if sampling(name):  # reward-ranked: sample K queries per training user once, train on each user's best
+        users, samples, seed, policy = sampling(name)
         ranked = run_dir(SAMPLES_FROM.get(name, name)) / "samples.json"
         if not ranked.with_suffix(".ranks.jsonl").is_file():
             sample = [RL4REC, "headroom", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"), "--split", "train",
@@ -251,8 +255,8 @@ def row(name: str) -> str:
     batch = int(flags[flags.index("--batch_size") + 1]) if "--batch_size" in flags else 0
     group = int(flags[flags.index("--num_generations") + 1]) if "--num_generations" in flags else 1
     prompts = (steps[-1]["step"] if steps else 0) * batch // group
-    if command == "sft" and name in SAMPLING:
-        prompts = SAMPLING[name][0]  # every sampled user once (its K samples ranked by the reward)
+    if command == "sft" and sampling(name):
+        prompts = sampling(name)[0]  # every sampled user once (its K samples ranked by the reward)
 
     def delta(key: str) -> str:
         if f"{key}_vs_step0" not in last:
@@ -271,7 +275,7 @@ def start_model(name: str) -> str | None:
     flags = EXPERIMENTS[name][1]
     if "--model_name" in flags:
         return flags[flags.index("--model_name") + 1]
-    return SAMPLING[name][3] if name in SAMPLING else None
+    return sampling(name)[3] if sampling(name) else None
 
 
 def test(name: str, users: str) -> None:

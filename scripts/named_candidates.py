@@ -28,6 +28,7 @@ import numpy as np
 from rl4rec.data import load_dataset
 from rl4rec.data.splits import leave_one_out
 from rl4rec.evaluation.run_files import read_queries
+from rl4rec.retrieval.embedder import EmbedderConfig
 from rl4rec.retrieval.fusion import for_split
 from rl4rec.retrieval.recall import RecallStage, recall_fusion
 from rl4rec.retrieval.shared import local_service
@@ -41,6 +42,20 @@ FIELD = re.compile(r"\. (?=[A-Z][a-z]+: )")
 def title(item_text: str) -> str:
     """The title part of a rendered item text ("Title. Brand: ..." / "Title. Year: ..."), lower-cased."""
     return FIELD.split(item_text, maxsplit=1)[0].lower()
+
+
+def recall_settings(ident: dict) -> tuple[int, str | None]:
+    """(K, recall fusion file) of an evaluation run: a policy run keeps them in its prompt settings, the
+    ``first-candidate`` baseline under ``candidates``."""
+    prompt = ident.get("prompt") or {}
+    if prompt.get("candidates"):
+        return int(prompt["candidates"]), prompt.get("candidate_fusion")
+    if ident.get("candidates"):
+        return int(ident["candidates"]["k"]), ident["candidates"].get("fusion")
+    raise SystemExit(
+        "not a candidate-aware run: its eval_config.json names no candidates (pass the text-only run of "
+        "a policy trained with --candidates, not its --queries_from fused run)"
+    )
 
 
 def named_positions(sims: np.ndarray) -> np.ndarray:
@@ -71,11 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the summary as JSON here too")
     args = parser.parse_args(argv)
 
-    ident = json.loads((Path(args.run_dir) / "eval_config.json").read_text(encoding="utf-8"))["identity"]
-    recall = ident.get("candidates")
-    if not recall:
-        raise SystemExit(f"{args.run_dir}: not a candidate-aware run (no candidates in its identity)")
-    name, split, k = ident["dataset"], ident["split"], int(recall["k"])
+    saved = json.loads((Path(args.run_dir) / "eval_config.json").read_text(encoding="utf-8"))
+    ident = saved["identity"]
+    k, recall_file = recall_settings(ident)
+    name, split = ident["dataset"], ident["split"]
     _, queries = read_queries(args.run_dir, name, split)
     if any(isinstance(q, list) for q in queries.values()):
         raise SystemExit(f"{args.run_dir}: several queries per user (--num_queries); pass a one-query run")
@@ -83,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     by_user = {e.user_id: e for e in leave_one_out(dataset.sequences, split).examples}
     users = sorted(u for u in queries if u in by_user)
     examples = [by_user[u] for u in users]
-    service = local_service(name, args.data_dir)
-    stage = RecallStage(service, name, for_split(recall_fusion(recall.get("fusion")), split), k)
+    # the run's own embedder: the recall stage's history term and the query's similarity both use its item vectors
+    embedder = EmbedderConfig(model_name=saved.get("config", {}).get("embedder", "default"))
+    service = local_service(name, args.data_dir, embedder)
+    stage = RecallStage(service, name, for_split(recall_fusion(recall_file), split), k)
     lists = np.array(stage.candidates(examples)) - 1  # 0-based item columns, recall order
 
     sims = np.empty(lists.shape, dtype=np.float32)

@@ -213,3 +213,32 @@ def test_evaluate_with_candidates_and_w_text_zero_reproduces_the_recall_stage(ml
                               run_dir=str(tmp_path / "fc"), **common))  # fmt: skip
     hf, fc = read_ranks(tmp_path / "hf"), read_ranks(tmp_path / "fc")
     assert {u: r["rank"] for u, r in hf.items()} == {u: r["rank"] for u, r in fc.items()}
+
+
+class _TinyRanker:
+    """Five items; the fused score is a fixed vector, so the recall stage's choices are known by hand."""
+
+    def __init__(self, vectors):
+        import torch
+
+        self.vectors = torch.tensor(vectors, dtype=torch.float32)
+
+    def item_embeddings(self, dataset_name):
+        return self.vectors
+
+    def dataset_fingerprint(self, dataset_name):
+        return "same-sequences"
+
+    def get_scores(self, texts, dataset_name, histories, fusion):
+        import numpy as np
+
+        return np.tile(np.array([0.5, 0.4, 0.3, 0.2, 0.1], dtype=np.float32), (len(texts), 1))
+
+
+def test_recall_cache_is_keyed_by_the_item_vectors_and_never_proposes_a_masked_item(tmp_path):
+    vectors = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5], [0.2, 0.9]]
+    other = [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, 0.5], [0.2, 0.9]]
+    a = RecallStage(_TinyRanker(vectors), "tiny", None, 3)
+    assert a.path != RecallStage(_TinyRanker(other), "tiny", None, 3).path  # another embedder, another cache
+    assert a.path == RecallStage(_TinyRanker(vectors), "tiny", None, 3).path
+    assert a.top_k([[1], [1, 2, 3, 4]]) == [[2, 3, 4], [5]]  # four of five items seen: one candidate is left

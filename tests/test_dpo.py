@@ -10,9 +10,10 @@ from rl4rec.errors import ConfigError
 from rl4rec.training.sft import SFTConfig, best_queries, dpo_rows, preference_pairs
 
 
-def write_ranks(path, users: dict[int, list[tuple[int, str]]]) -> str:
-    lines = [json.dumps({"user_id": u, "split": "train", "target": 1, "queries": [q for _, q in s],
-                         "ranks_text": [r for r, _ in s]}) for u, s in users.items()]  # fmt: skip
+def write_ranks(path, users: dict[int, list[tuple[int, str]]], targets: dict[int, int] | None = None) -> str:
+    lines = [json.dumps({"user_id": u, "split": "train", "target": (targets or {}).get(u, 1),
+                         "queries": [q for _, q in s], "ranks_text": [r for r, _ in s]})
+             for u, s in users.items()]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
@@ -27,6 +28,30 @@ def test_pairs_are_each_users_best_against_worst_and_ties_have_no_pair(tmp_path)
     only_ties = write_ranks(tmp_path / "t.ranks.jsonl", {2: [(7, "a"), (7, "b")]})
     with pytest.raises(ConfigError, match="rank alike"):
         preference_pairs(only_ties)
+
+
+def test_only_the_sampled_prompt_is_trained_and_damaged_files_are_refused(ml100k, tmp_path):
+    """A ranks line belongs to one prompt (the user's last training target): an example with another target is not
+    paired with it, --train_targets all is refused, and a damaged line names its file and line."""
+    from rl4rec.data.splits import leave_one_out
+    from rl4rec.training.sft import sft_examples
+
+    first, second = leave_one_out(ml100k.sequences, "train").examples[:2]
+    samples = {first.user_id: [(1, "a"), (9, "b")], second.user_id: [(1, "a"), (9, "b")]}
+    ranks = write_ranks(
+        tmp_path / "r.ranks.jsonl", samples, {first.user_id: first.target, second.user_id: -5}
+    )
+    for loss in ("sft", "dpo"):
+        config = SFTConfig(dataset_name="ml-100k", completions_from=ranks, loss=loss).validate()
+        assert [e.user_id for e in sft_examples(ml100k, config)] == [first.user_id]
+    with pytest.raises(ConfigError, match="--train_targets last"):
+        SFTConfig(completions_from=ranks, train_targets="all").validate()
+    damaged = tmp_path / "d.ranks.jsonl"
+    damaged.write_text(
+        json.dumps({"user_id": 1, "target": 2, "queries": ["a", "b"], "ranks_text": [3]}) + "\n"
+    )
+    with pytest.raises(ConfigError, match=r"d\.ranks\.jsonl:1: 2 queries but 1 ranks"):
+        best_queries(damaged)
 
 
 def test_dpo_needs_ranked_samples_and_the_describe_task(tmp_path):
@@ -57,11 +82,11 @@ def test_dpo_run_widens_the_margin_of_the_preferred_query_and_writes_a_policy(ml
     from rl4rec.data.splits import leave_one_out
     from rl4rec.training.sft import run_sft
 
-    users = [e.user_id for e in leave_one_out(ml100k.sequences, "train").examples[:4]]
+    targets = {e.user_id: e.target for e in leave_one_out(ml100k.sequences, "train").examples[:4]}
     ranks = write_ranks(tmp_path / "s.ranks.jsonl", {
         u: [(5, "Toy Story. Year: 1995. Genres: Animation, Comedy"), (1500, "I cannot help with that request.")]
-        for u in users
-    })  # fmt: skip
+        for u in targets
+    }, targets)  # fmt: skip
     run = tmp_path / "dpo"
     final = run_sft(SFTConfig(dataset_name="ml-100k", data_dir=str(ml100k_dir), checkpoint_dir=str(run), device="cpu",
                               loss="dpo", completions_from=ranks, batch_size=4, mini_batch_size=2, max_steps=3,

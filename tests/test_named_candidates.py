@@ -37,6 +37,16 @@ def test_summary_counts_positions_and_compares_with_always_first(named):
     )
 
 
+def test_recall_settings_of_a_policy_run_and_of_the_baseline(named):
+    assert named.recall_settings({"prompt": {"candidates": 10, "candidate_fusion": "/f.json"}}) == (
+        10,
+        "/f.json",
+    )
+    assert named.recall_settings({"candidates": {"k": 5, "fusion": None}}) == (5, None)
+    with pytest.raises(SystemExit, match="not a candidate-aware run"):
+        named.recall_settings({"prompt": {"max_length": 256}})
+
+
 def test_first_candidate_runs_name_the_first_candidate(named, ml100k_dir, tmp_path):
     """`evaluate --method first-candidate` writes candidate #1's text as the query: the script must find #1 named for
     every user, its title copied, and the named one equal to the target exactly where the target is first."""

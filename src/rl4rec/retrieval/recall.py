@@ -11,8 +11,11 @@ masked; its top K items, best first (ties: lower item id first), are the candida
 Candidates depend only on the history, the dataset and the fusion weights (co-occurrence counted on
 training interactions, never on a validation or test target, and for training examples never on the
 training target either: :func:`~rl4rec.retrieval.fusion.for_split`), so they are cached on disk per
-dataset, fusion (its ``co_holdout`` included) and K, keyed by user and history length. Recall@K of the
-stage is history-fusion's Hit@K: ``rl4rec evaluate --method history-fusion --fusion FILE --ks 10,20,50``.
+dataset, item vectors, fusion (its ``co_holdout`` included) and K, keyed by user and history length. Recall@K
+of the stage is history-fusion's Hit@K (``rl4rec evaluate --method history-fusion --fusion FILE --ks
+10,20,50``) with two differences that only matter at the margin: the recall stage masks a target the user
+already had in the history (evaluation keeps the target rankable), and it breaks score ties by item id
+where evaluation counts them against the target.
 """
 
 from __future__ import annotations
@@ -64,11 +67,15 @@ class RecallStage:
             raise ConfigError(f"--candidates must be >= 1 (0 = no candidates), got {k}.")
         self.service, self.dataset_name, self.k = service, dataset_name, k
         self.fusion = recall_fusion(fusion)
-        self.n_items = int(service.item_embeddings(dataset_name).shape[0])
+        items = service.item_embeddings(dataset_name)
+        self.n_items = int(items.shape[0])
         if k >= self.n_items:
             raise ConfigError(f"--candidates {k} must be smaller than the catalogue ({self.n_items} items).")
+        # the history term scores items by their vectors: another embedder or item text gives other candidates
+        vectors = hashlib.sha1(items.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
         ident = json.dumps({"dataset": dataset_name, "n_items": self.n_items, "fusion": self.fusion.to_dict(),
-                            "k": k, "data": service.dataset_fingerprint(dataset_name)}, sort_keys=True)  # fmt: skip
+                            "k": k, "data": service.dataset_fingerprint(dataset_name), "items": vectors},
+                           sort_keys=True)  # fmt: skip
         digest = hashlib.sha1(ident.encode()).hexdigest()[:16]
         self.path = (
             cache if cache is not None else cache_dir() / "recall" / f"{dataset_name}-k{k}-{digest}.json"
@@ -102,8 +109,12 @@ class RecallStage:
         for row, history in enumerate(histories):  # history masked, as in every ranking here
             scores[row, torch.tensor(sorted(set(history)), dtype=torch.long) - 1] = float("-inf")
         # ties: lower item id first (a stable descending sort on the score)
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, : self.k]
-        return [[int(i) + 1 for i in row] for row in order]
+        top = torch.sort(scores, dim=1, descending=True, stable=True)
+        # a history covering nearly the whole catalogue leaves fewer than k items: never propose a masked one
+        return [
+            [int(i) + 1 for i, v in zip(items, values, strict=True) if v != float("-inf")]
+            for items, values in zip(top.indices[:, : self.k], top.values[:, : self.k], strict=True)
+        ]
 
 
 def arrange(candidates: list[int], order: str, seed: int, key: str) -> list[int]:

@@ -93,8 +93,9 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
     )
     candidate_misses: str = opt(
         "skip",
-        "With --candidates: examples whose target is not among the candidates are skipped (skip) or kept with "
-        "the target's text (keep: teaches naming items the recall stage missed).",
+        "With --candidates: examples whose target is not among the candidates are skipped (skip, the default "
+        "here; `rl4rec train` keeps them by default) or kept (keep: with the target's text, it teaches naming "
+        "items the recall stage missed; with --completions_from, the sampled queries).",
         one_of=CANDIDATE_MISSES,
     )
     # -- optimisation ---------------------------------------------------------------------------------
@@ -142,6 +143,11 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
                 "--task choose trains on the target's letter: it needs --candidate_misses skip and no "
                 "--completions_from."
             )
+        if self.completions_from is not None and self.train_targets != "last":
+            raise ConfigError(
+                "--completions_from holds one prompt's samples per user (its last training target): use it with "
+                "--train_targets last."
+            )
         if self.loss == DPO and (self.completions_from is None or self.task == CHOOSE):
             raise ConfigError(
                 "--loss dpo trains on pairs of sampled queries: it needs --completions_from RANKS "
@@ -159,20 +165,28 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
 
 
 # -- data --------------------------------------------------------------------------------------------
-def ranked_samples(path: str | Path) -> dict[int, list[tuple[int, str]]]:
-    """``{user_id: [(text rank, sampled query), ...] best first}`` from a ``rl4rec headroom --split train`` ranks
-    file (the sort is stable: equal ranks keep their sampling order)."""
+def ranked_samples(path: str | Path) -> dict[int, tuple[int, list[tuple[int, str]]]]:
+    """``{user_id: (target, [(text rank, sampled query), ...] best first)}`` from a ``rl4rec headroom --split
+    train`` ranks file (the sort is stable: equal ranks keep their sampling order)."""
     import json
 
-    out: dict[int, list[tuple[int, str]]] = {}
+    out: dict[int, tuple[int, list[tuple[int, str]]]] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        record = json.loads(line)
-        if record.get("split", "train") != "train" or "ranks_text" not in record:
-            raise ConfigError(f"{path}:{number}: not a `rl4rec headroom --split train` ranks line.")
-        pairs = zip(record["ranks_text"], record["queries"], strict=True)
-        out[int(record["user_id"])] = sorted(pairs, key=lambda pair: pair[0])
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{where}: not valid JSON.") from None
+        keys = {"user_id", "target", "queries", "ranks_text"}
+        if record.get("split", "train") != "train" or not keys <= set(record):
+            raise ConfigError(f"{where}: not a `rl4rec headroom --split train` ranks line.")
+        ranks, queries = record["ranks_text"], record["queries"]
+        if not queries or len(ranks) != len(queries):
+            raise ConfigError(f"{where}: {len(queries)} queries but {len(ranks)} ranks; the file is damaged.")
+        samples = sorted(zip(ranks, queries, strict=True), key=lambda pair: pair[0])
+        out[int(record["user_id"])] = (int(record["target"]), samples)
     if not out:
         raise ConfigError(
             f"{path}: no users; write it with `rl4rec headroom --split train --output FILE.json`."
@@ -182,13 +196,13 @@ def ranked_samples(path: str | Path) -> dict[int, list[tuple[int, str]]]:
 
 def best_queries(path: str | Path) -> dict[int, str]:
     """``{user_id: best sampled query}`` (lowest text rank; the first sampled among equals)."""
-    return {user: samples[0][1] for user, samples in ranked_samples(path).items()}
+    return {user: samples[0][1] for user, (_, samples) in ranked_samples(path).items()}
 
 
 def preference_pairs(path: str | Path) -> dict[int, tuple[str, str]]:
     """``{user_id: (best, worst sampled query)}`` for DPO; a user whose samples all rank alike has no preference
     and is left out."""
-    pairs = {u: (s[0][1], s[-1][1]) for u, s in ranked_samples(path).items() if s[0][0] < s[-1][0]}
+    pairs = {u: (s[0][1], s[-1][1]) for u, (_, s) in ranked_samples(path).items() if s[0][0] < s[-1][0]}
     if not pairs:
         raise ConfigError(
             f"{path}: every user's samples rank alike; there is no preference pair to train on."
@@ -199,12 +213,12 @@ def preference_pairs(path: str | Path) -> dict[int, tuple[str, str]]:
 def sft_examples(dataset: RecDataset, config: SFTConfig) -> list[Example]:
     """Training-split examples only (targets at or before each user's third-to-last item), sampled."""
     examples = leave_one_out(dataset.sequences, "train", config.train_targets).examples
-    if (
-        config.completions_from is not None
-    ):  # reward-ranked: only the users whose samples were ranked (and differ)
-        chosen = preference_pairs if config.loss == DPO else best_queries
-        users = chosen(config.completions_from)
-        examples = [e for e in examples if e.user_id in users]
+    if config.completions_from is not None:
+        # reward-ranked: the examples whose prompt was sampled (same user, same target) and, for DPO, whose
+        # samples differ
+        sampled = {u: target for u, (target, _) in ranked_samples(config.completions_from).items()}
+        paired = preference_pairs(config.completions_from) if config.loss == DPO else sampled
+        examples = [e for e in examples if sampled.get(e.user_id) == e.target and e.user_id in paired]
     if config.max_examples is not None and config.max_examples < len(examples):
         examples = random.Random(config.seed).sample(examples, config.max_examples)
     if not examples:
