@@ -26,7 +26,8 @@
 #   cand-grpo   GRPO from cand-sft on the fused rank (text weight fixed at $CAND_W_TEXT), rewarded by
 #               0.5 NDCG@10 + 0.5 AUC on training examples whose target is a candidate (--candidate_misses skip:
 #               naming it lifts it into the top 10), held-out curve on validation users, then its rows as cand-sft
-#   cand-compare  candidate rows minus history-fusion (the recall stage) on the same test users
+#   cand-compare  candidate rows minus history-fusion (the recall stage) on the same test users, and the recall
+#               position of the candidate each policy's test query names (scripts/named_candidates.py)
 #   cand-headroom best-of-K before any candidate-aware RL: CAND_HEADROOM_USERS validation users, 8 sampled queries
 #               each from the untrained policy on the candidate prompt, ranked text-only and fused with the reward's
 #               weights (fusion-cand-reward.json), against history-fusion on the same users
@@ -246,8 +247,16 @@ PY
       [ -d "$OUT/$b" ] || continue
       $RL4REC compare "$OUT/history-fusion-$CAND_N_TEST" "$OUT/$b" --output "$OUT/$b-vs-history-fusion.json" | tail -n 4
     done
-    [ -d "$OUT/cand-grpo" ] && $RL4REC compare "$OUT/cand-sft" "$OUT/cand-grpo" --output "$OUT/cand-grpo-vs-cand-sft.json" | tail -n 4
-    [ -d "$OUT/cand-grpo-fusion" ] && $RL4REC compare "$OUT/cand-sft-fusion" "$OUT/cand-grpo-fusion" \
-      --output "$OUT/cand-grpo-fusion-vs-cand-sft-fusion.json" | tail -n 4 ;;
+    if [ -d "$OUT/cand-grpo" ]; then
+      $RL4REC compare "$OUT/cand-sft" "$OUT/cand-grpo" --output "$OUT/cand-grpo-vs-cand-sft.json" | tail -n 4
+    fi
+    if [ -d "$OUT/cand-grpo-fusion" ]; then
+      $RL4REC compare "$OUT/cand-sft-fusion" "$OUT/cand-grpo-fusion" \
+        --output "$OUT/cand-grpo-fusion-vs-cand-sft-fusion.json" | tail -n 4
+    fi
+    for b in cand-sft cand-grpo; do  # which candidate do the test queries name: the recall stage's #1, or the target?
+      [ -d "$OUT/$b" ] || continue
+      .venv/bin/python scripts/named_candidates.py "$OUT/$b" --data_dir "$DATA" --output "$OUT/$b-named.json"
+    done ;;
   *) sed -n '2,/^# Data:/p' "$0"; exit 2 ;;
 esac
