@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rl4rec.errors import ConfigError
-from rl4rec.training.sft import SFTConfig, best_queries, dpo_rows, preference_pairs
+from rl4rec.training.ranked_samples import best_queries, preference_pairs, ranked_samples
+from rl4rec.training.sft import SFTConfig, dpo_rows
 
 
 def write_ranks(path, users: dict[int, list[tuple[int, str]]], targets: dict[int, int] | None = None) -> str:
@@ -23,11 +24,14 @@ def test_pairs_are_each_users_best_against_worst_and_ties_have_no_pair(tmp_path)
         1: [(40, "mid"), (3, "best"), (900, "worst"), (3, "best too")],
         2: [(7, "same"), (7, "alike")],  # every sample ranks alike: no preference
     })  # fmt: skip
-    assert preference_pairs(ranks) == {1: ("best", "worst")}
-    assert best_queries(ranks) == {1: "best", 2: "same"}  # the first sampled among equals, as before
+    assert preference_pairs(ranked_samples(ranks)) == {1: ("best", "worst")}
+    assert best_queries(ranked_samples(ranks)) == {
+        1: "best",
+        2: "same",
+    }  # the first sampled among equals, as before
     only_ties = write_ranks(tmp_path / "t.ranks.jsonl", {2: [(7, "a"), (7, "b")]})
     with pytest.raises(ConfigError, match="rank alike"):
-        preference_pairs(only_ties)
+        preference_pairs(ranked_samples(only_ties))
 
 
 def test_only_the_sampled_prompt_is_trained_and_damaged_files_are_refused(ml100k, tmp_path):
@@ -51,7 +55,7 @@ def test_only_the_sampled_prompt_is_trained_and_damaged_files_are_refused(ml100k
         json.dumps({"user_id": 1, "target": 2, "queries": ["a", "b"], "ranks_text": [3]}) + "\n"
     )
     with pytest.raises(ConfigError, match=r"d\.ranks\.jsonl:1: 2 queries but 1 ranks"):
-        best_queries(damaged)
+        ranked_samples(damaged)
 
 
 def test_dpo_needs_ranked_samples_and_the_describe_task(tmp_path):

@@ -203,7 +203,8 @@ def test_headroom_best_of_k_and_reward_ranked_fine_tuning_rows(
     and on the train split each user's lowest-ranked query becomes the SFT completion (`--completions_from`)."""
     from rl4rec.data.prompts import PromptBuilder, PromptConfig
     from rl4rec.evaluation.headroom import HeadroomConfig, run_headroom
-    from rl4rec.training.sft import SFTConfig, best_queries, sft_examples, sft_rows
+    from rl4rec.training.ranked_samples import best_queries, ranked_samples
+    from rl4rec.training.sft import SFTConfig, sft_examples, sft_rows
 
     folder = tmp_path / "tiny"
     tiny_policy(len(policy_tokenizer)).save_pretrained(folder)
@@ -220,7 +221,7 @@ def test_headroom_best_of_k_and_reward_ranked_fine_tuning_rows(
         assert 0 <= summary["merged_k"]["mean"] <= 1  # the K samples ranked as one (evaluate --num_queries K)
     assert set(result["baselines"]) == {"last-item", "history-fusion"}
     lines = [json.loads(line) for line in out.with_suffix(".ranks.jsonl").read_text().splitlines()]
-    best = best_queries(out.with_suffix(".ranks.jsonl"))
+    best = best_queries(ranked_samples(out.with_suffix(".ranks.jsonl")))
     for line in lines:
         i = min(range(3), key=line["ranks_text"].__getitem__)
         assert best[line["user_id"]] == line["queries"][i]

@@ -41,6 +41,7 @@ from rl4rec.training.config import (
     LoraFlags,
     check_prompt_flags,
 )
+from rl4rec.training.ranked_samples import RankedSamples, best_queries, preference_pairs, ranked_samples
 from rl4rec.training.run_context import RunContext, checkpoint_step, set_seed
 
 logger = logging.getLogger(__name__)
@@ -165,59 +166,17 @@ class SFTConfig(HeldOutFlags, LoraFlags, PromptFlags):
 
 
 # -- data --------------------------------------------------------------------------------------------
-def ranked_samples(path: str | Path) -> dict[int, tuple[int, list[tuple[int, str]]]]:
-    """``{user_id: (target, [(text rank, sampled query), ...] best first)}`` from a ``rl4rec headroom --split
-    train`` ranks file (the sort is stable: equal ranks keep their sampling order)."""
-    import json
-
-    out: dict[int, tuple[int, list[tuple[int, str]]]] = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise ConfigError(f"{where}: not valid JSON.") from None
-        keys = {"user_id", "target", "queries", "ranks_text"}
-        if record.get("split", "train") != "train" or not keys <= set(record):
-            raise ConfigError(f"{where}: not a `rl4rec headroom --split train` ranks line.")
-        ranks, queries = record["ranks_text"], record["queries"]
-        if not queries or len(ranks) != len(queries):
-            raise ConfigError(f"{where}: {len(queries)} queries but {len(ranks)} ranks; the file is damaged.")
-        samples = sorted(zip(ranks, queries, strict=True), key=lambda pair: pair[0])
-        out[int(record["user_id"])] = (int(record["target"]), samples)
-    if not out:
-        raise ConfigError(
-            f"{path}: no users; write it with `rl4rec headroom --split train --output FILE.json`."
-        )
-    return out
-
-
-def best_queries(path: str | Path) -> dict[int, str]:
-    """``{user_id: best sampled query}`` (lowest text rank; the first sampled among equals)."""
-    return {user: samples[0][1] for user, (_, samples) in ranked_samples(path).items()}
-
-
-def preference_pairs(path: str | Path) -> dict[int, tuple[str, str]]:
-    """``{user_id: (best, worst sampled query)}`` for DPO; a user whose samples all rank alike has no preference
-    and is left out."""
-    pairs = {u: (s[0][1], s[-1][1]) for u, (_, s) in ranked_samples(path).items() if s[0][0] < s[-1][0]}
-    if not pairs:
-        raise ConfigError(
-            f"{path}: every user's samples rank alike; there is no preference pair to train on."
-        )
-    return pairs
-
-
-def sft_examples(dataset: RecDataset, config: SFTConfig) -> list[Example]:
+def sft_examples(
+    dataset: RecDataset, config: SFTConfig, samples: RankedSamples | None = None
+) -> list[Example]:
     """Training-split examples only (targets at or before each user's third-to-last item), sampled."""
     examples = leave_one_out(dataset.sequences, "train", config.train_targets).examples
     if config.completions_from is not None:
         # reward-ranked: the examples whose prompt was sampled (same user, same target) and, for DPO, whose
         # samples differ
-        sampled = {u: target for u, (target, _) in ranked_samples(config.completions_from).items()}
-        paired = preference_pairs(config.completions_from) if config.loss == DPO else sampled
+        samples = samples if samples is not None else ranked_samples(config.completions_from)
+        sampled = {u: target for u, (target, _) in samples.items()}
+        paired = preference_pairs(samples, config.completions_from) if config.loss == DPO else sampled
         examples = [e for e in examples if sampled.get(e.user_id) == e.target and e.user_id in paired]
     if config.max_examples is not None and config.max_examples < len(examples):
         examples = random.Random(config.seed).sample(examples, config.max_examples)
@@ -345,15 +304,16 @@ def run_sft(config: SFTConfig, callbacks: list[Any] | None = None) -> Path:
         tokenizer,
         prompt_config_from_flags(config),
     )
-    examples = sft_examples(dataset, config)
+    samples = ranked_samples(config.completions_from) if config.completions_from else None  # read once
+    examples = sft_examples(dataset, config, samples)
     prompts = letters = None
     if config.candidates:
         examples, prompts, letters = candidate_examples(dataset, examples, builder, config)
     if config.loss == DPO:
-        assert config.completions_from is not None  # validated
-        rows = dpo_rows(examples, builder, preference_pairs(config.completions_from), prompts)
+        assert samples is not None  # validated: dpo needs --completions_from
+        rows = dpo_rows(examples, builder, preference_pairs(samples, str(config.completions_from)), prompts)
     else:
-        answers = best_queries(config.completions_from) if config.completions_from else None
+        answers = best_queries(samples) if samples is not None else None
         rows = sft_rows(dataset, examples, builder, prompts, answers, letters)
     _truncate_completions(rows, tokenizer, config.max_completion_tokens)
     logger.info(
