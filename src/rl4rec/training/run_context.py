@@ -8,6 +8,7 @@ the final checkpoint, the reward function and the result they return. ``TRLTrain
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rl4rec.errors import ConfigError
 from rl4rec.io import atomic_directory, atomic_write_text
 from rl4rec.run_layout import COMPLETIONS_FILE, FINAL_NAME, METRICS_FILE, RUN_CONFIG
 from rl4rec.training.checkpoints import clean_partial, latest_checkpoint
@@ -60,6 +62,57 @@ def lora_config(config: Any) -> Any:
     )
 
 
+#: Flags a resumed run may change: where it runs, how it logs and how far it goes, not what it learns.
+RESUMABLE_CHANGES = frozenset({
+    "resume", "max_steps", "num_epochs", "checkpoint_dir", "data_dir", "device", "bf16", "gradient_checkpointing",
+    "log_with", "project_name", "log_completions", "save_steps", "save_total_limit", "eval_steps", "eval_batch_size",
+    "ray_address", "namespace", "retrieval_service_name", "retry_timeout_s", "vllm_gpu_memory_utilization",
+    "vllm_tensor_parallel_size",
+})  # fmt: skip
+#: The held-out sample and what is kept by it: compared when both runs evaluate, since another sample would break
+#: the paired difference to step 0 (a resume may stop or start evaluating).
+HELDOUT_SAMPLE = frozenset({"eval_users", "eval_split", "eval_seed", "eval_fusion", "keep_best"})
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str) and Path(a).exists() and Path(b).exists():
+        return Path(a).resolve() == Path(b).resolve()  # one file named two ways
+    return False
+
+
+def check_resumed_flags(saved_config: Path, config: Any) -> None:
+    """Refuse to resume a run with flags that change what it learns.
+
+    Without this, ``--resume`` with another learning rate, reward or model silently continues a checkpoint
+    trained under the first flags and labels the whole run with the second: a result nobody can reproduce.
+    Fields the saved config lacks (written by an older version) are not compared.
+    """
+    if not saved_config.is_file():
+        return
+    try:
+        saved = json.loads(saved_config.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--resume: cannot read {saved_config} ({exc}); restore it or start a new run."
+        ) from exc
+    now = json.loads(config.to_json())
+    skip = set(RESUMABLE_CHANGES)
+    if not (saved.get("eval_steps") and now.get("eval_steps")):
+        skip |= HELDOUT_SAMPLE
+    changed = [
+        f"--{key} {saved[key]!r} -> {now[key]!r}"
+        for key in sorted(saved.keys() & now.keys())
+        if key not in skip and not _same_value(saved[key], now[key])
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume with flags the run did not start with: {'; '.join(changed)}. Resume with the flags in "
+            f"{saved_config}, or start a new --checkpoint_dir for the new settings."
+        )
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     """N of ``checkpoint_step_N``."""
     return int(checkpoint.name.rsplit("_", 1)[1])
@@ -90,6 +143,8 @@ class RunContext:
 
     def prepare(self, resume_from: Path | None) -> None:
         """Create the run directory; drop leftovers of interrupted saves and logs past the resumed step."""
+        if resume_from is not None:  # every process reads it: all of them stop, not only rank 0
+            check_resumed_flags(self.run_dir / RUN_CONFIG, self.config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not is_main_process():  # several processes: rank 0 owns the run directory
             return
