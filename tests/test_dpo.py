@@ -24,11 +24,9 @@ def test_pairs_are_each_users_best_against_worst_and_ties_have_no_pair(tmp_path)
         1: [(40, "mid"), (3, "best"), (900, "worst"), (3, "best too")],
         2: [(7, "same"), (7, "alike")],  # every sample ranks alike: no preference
     })  # fmt: skip
-    assert preference_pairs(ranked_samples(ranks)) == {1: ("best", "worst")}
-    assert best_queries(ranked_samples(ranks)) == {
-        1: "best",
-        2: "same",
-    }  # the first sampled among equals, as before
+    samples = ranked_samples(ranks)
+    assert preference_pairs(samples) == {1: ("best", "worst")}
+    assert best_queries(samples) == {1: "best", 2: "same"}  # the first sampled among equals, as before
     only_ties = write_ranks(tmp_path / "t.ranks.jsonl", {2: [(7, "a"), (7, "b")]})
     with pytest.raises(ConfigError, match="rank alike"):
         preference_pairs(ranked_samples(only_ties))

@@ -52,7 +52,7 @@ class DemoConfig:
     output_dir: str = opt("outputs/demo")
     data_dir: str = opt("data")
     max_steps: int = opt(
-        25, "GRPO steps of 4 users x 4 completions (about 14 s each on 2 free cores)", at_least=1
+        25, "GRPO steps of 4 users x 4 completions (about 11 s each on 2 free cores)", at_least=1
     )
     eval_steps: int = opt(10, "held-out evaluation on validation users every N steps", at_least=1)
     heldout_users: int = opt(64, "validation users of the held-out curve", at_least=2)

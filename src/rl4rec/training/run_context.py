@@ -97,6 +97,7 @@ def check_resumed_flags(saved_config: Path, config: Any) -> None:
         raise ConfigError(
             f"--resume: cannot read {saved_config} ({exc}); restore it or start a new run."
         ) from exc
+    # through JSON, so that values compare as they were saved (tuples as lists)
     now = json.loads(config.to_json())
     skip = set(RESUMABLE_CHANGES)
     if not (saved.get("eval_steps") and now.get("eval_steps")):
