@@ -98,4 +98,6 @@ def test_dpo_run_widens_the_margin_of_the_preferred_query_and_writes_a_policy(ml
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     margins = [m["rewards/margins"] for m in steps if "rewards/margins" in m]
     assert len(margins) == 3 and abs(margins[0]) < 1e-3 and margins[-1] > margins[0] + 0.01
+    # each step's cost is logged (the experiments table and `rl4rec report` add it up)
+    assert all(m["time/step"] > 0 for m in steps if "rewards/margins" in m)
     assert json.loads((final / "run_config.json").read_text())["loss"] == "dpo"

@@ -66,16 +66,30 @@ class CheckpointPublishMixin:
             logger.info("removed %s (--save_total_limit)", old)
 
 
-class Rl4recTrainerMixin(CheckpointPublishMixin):
-    """Mixed into TRL's GRPO/RLOO trainers: step timing, shared prefixes, group-keeping micro-batches."""
-
-    rl4rec_config: TrainConfig
-    #: Plain-computation tokens per shared-computation token of the last rollout batch (the ideal speed-up).
-    prefix_token_ratio: float | None = None
+class StepTimingMixin:
+    """``time/step`` (and its generation / reward / update parts) on every logged step of every rl4rec trainer,
+    SFT and DPO included, so a run's cost (``rl4rec report``, the experiments table) counts its steps, not only
+    its held-out evaluations."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.step_timer = StepTimer()
         super().__init__(*args, **kwargs)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self.step_timer.timed("step", super().training_step, *args, **kwargs)  # type: ignore[misc]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training-step log (not the end-of-training summary)
+            logs.update(self.step_timer.flush())
+        super().log(logs, start_time)  # type: ignore[misc]
+
+
+class Rl4recTrainerMixin(StepTimingMixin, CheckpointPublishMixin):
+    """Mixed into TRL's GRPO/RLOO trainers: shared prefixes, group-keeping micro-batches, generation timing."""
+
+    rl4rec_config: TrainConfig
+    #: Plain-computation tokens per shared-computation token of the last rollout batch (the ideal speed-up).
+    prefix_token_ratio: float | None = None
 
     def _generate_single_turn(self, prompt_ids: Any, images: Any, multimodal_fields: Any, *args: Any,
                               **kwargs: Any) -> Any:  # fmt: skip
@@ -164,17 +178,11 @@ class Rl4recTrainerMixin(CheckpointPublishMixin):
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
         return self.step_timer.timed("reward", super()._calculate_rewards, *args, **kwargs)  # type: ignore[misc]
 
-    def training_step(self, *args: Any, **kwargs: Any) -> Any:
-        return self.step_timer.timed("step", super().training_step, *args, **kwargs)  # type: ignore[misc]
-
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:  # a training-step log (not the end-of-training summary)
-            logs.update(self.step_timer.flush())
-            if (
-                self.prefix_token_ratio is not None
-            ):  # tokens of the plain computation per token of the shared one
-                logs["shared_prefix/token_ratio"] = self.prefix_token_ratio
-        super().log(logs, start_time)  # type: ignore[misc]
+        if "loss" in logs and self.prefix_token_ratio is not None:
+            # tokens of the plain computation per token of the shared one: the ideal speed-up
+            logs["shared_prefix/token_ratio"] = self.prefix_token_ratio
+        super().log(logs, start_time)
 
 
 def permute_rows(batch: dict[str, Any], order: torch.Tensor) -> dict[str, Any]:
@@ -201,7 +209,7 @@ class Rl4recRLOOTrainer(Rl4recTrainerMixin, RLOOTrainer):
 def _sft_class() -> type:
     from trl import SFTTrainer
 
-    class Rl4recSFTTrainer(CheckpointPublishMixin, SFTTrainer):
+    class Rl4recSFTTrainer(StepTimingMixin, CheckpointPublishMixin, SFTTrainer):
         pass
 
     return Rl4recSFTTrainer
@@ -210,7 +218,7 @@ def _sft_class() -> type:
 def _dpo_class() -> type:
     from trl import DPOTrainer
 
-    class Rl4recDPOTrainer(CheckpointPublishMixin, DPOTrainer):
+    class Rl4recDPOTrainer(StepTimingMixin, CheckpointPublishMixin, DPOTrainer):
         pass
 
     return Rl4recDPOTrainer
