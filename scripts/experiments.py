@@ -69,7 +69,7 @@ SAMPLING: dict[str, tuple[int, int, int, str | None]] = {
     "ml-rft943x8": (943, 8, 0, None),
 }
 #: Runs that train on another run's samples instead of drawing them again.
-SAMPLES_FROM = {"ml-dpo943x8": "ml-rft943x8", "ml-dpo943x8-lr2e-5": "ml-rft943x8"}
+SAMPLES_FROM = {name: "ml-rft943x8" for name in ("ml-dpo943x8", "ml-dpo943x8-lr2e-5", "ml-dpo943x8-e2")}
 
 
 def sampling(name: str) -> tuple[int, int, int, str | None] | None:
@@ -86,6 +86,7 @@ def sft_ml(lr: str, steps: int, examples: int, *extra: str) -> list[str]:
 
 
 SFT_ML = str(OUT / "ml-sft48" / "checkpoint_final")
+DPO_ML = str(OUT / "ml-dpo943x8" / "checkpoint_final")
 #: ml-100k fusion: history weights tuned on validation users (`prepare` writes it), and the same with a fixed
 #: text weight for candidate-aware rewards.
 FUSION_ML = str(OUT / "fusion-ml100k.json")
@@ -139,6 +140,13 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
         "sft",
         rft("2e-5", 118, "--loss", "dpo", "--dpo_beta", "0.1", eval_steps=20),
         "as ml-dpo943x8 at 4x the learning rate (2e-5)",
+    ),
+    # ml-dpo943x8's curve still rose at its last step (its rate decayed to 0 there): a second pass over the same
+    # pairs from its end, that end as the new reference (iterated DPO on the same, now older, samples)
+    "ml-dpo943x8-e2": (
+        "sft",
+        rft("5e-6", 118, "--loss", "dpo", "--dpo_beta", "0.1", "--model_name", DPO_ML, eval_steps=20),
+        "ml-dpo943x8's second pass: the same 943 pairs from its end (the new reference), lr 5e-6, 118 steps",
     ),
     "ml-demo60": (
         "train",
