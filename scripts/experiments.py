@@ -59,6 +59,11 @@ def rft(lr: str, steps: int, *extra: str, eval_steps: int = 10) -> list[str]:
             "--keep_best", "auc", *extra]  # fmt: skip
 
 
+def dpo(lr: str, *extra: str) -> list[str]:
+    """DPO on reward-ranked pairs (each user's best sample against its worst), beta 0.1, held-out every 20 steps."""
+    return rft(lr, 118, "--loss", "dpo", "--dpo_beta", "0.1", *extra, eval_steps=20)
+
+
 #: Reward-ranked runs: name -> (users sampled, samples per user, user-sample seed, sampling policy or None for the
 #: default) for `rl4rec headroom --split train`.
 SAMPLING: dict[str, tuple[int, int, int, str | None]] = {
@@ -132,20 +137,20 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
     # worst of each user, so what separates them (a style) is learned rather than the best one's title
     "ml-dpo943x8": (
         "sft",
-        rft("5e-6", 118, "--loss", "dpo", "--dpo_beta", "0.1", eval_steps=20),
+        dpo("5e-6"),
         "DPO on ml-rft943x8's samples: each training user's best of 8 against its worst, lr 5e-6, 118 steps",
     ),
     # ml-dpo943x8's pair loss stayed near chance (0.69) while its held-out AUC rose: is the step too small?
     "ml-dpo943x8-lr2e-5": (
         "sft",
-        rft("2e-5", 118, "--loss", "dpo", "--dpo_beta", "0.1", eval_steps=20),
+        dpo("2e-5"),
         "as ml-dpo943x8 at 4x the learning rate (2e-5)",
     ),
     # ml-dpo943x8's curve still rose at its last step (its rate decayed to 0 there): a second pass over the same
     # pairs from its end, that end as the new reference (iterated DPO on the same, now older, samples)
     "ml-dpo943x8-e2": (
         "sft",
-        rft("5e-6", 118, "--loss", "dpo", "--dpo_beta", "0.1", "--model_name", DPO_ML, eval_steps=20),
+        dpo("5e-6", "--model_name", DPO_ML),
         "ml-dpo943x8's second pass: the same 943 pairs from its end (the new reference), lr 5e-6, 118 steps",
     ),
     "ml-demo60": (
