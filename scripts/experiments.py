@@ -208,6 +208,25 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
         grpo(4, 4, "3e-5", 50, "--next_items", "5", "--save_total_limit", "1", eval_steps=25),
         "as ml-next5-grpo at lr 3e-5 for 50 steps (a demo-sized budget)",
     ),
+    # the prompt budget is the biggest lever on a step's cost (docs/BENCHMARKS.md): does half the history learn as
+    # well per step? (the learned style names the recent era and genres, which 5 items still show)
+    "ml-next5-h5": (
+        "train",
+        grpo(
+            4,
+            4,
+            "1e-5",
+            200,
+            "--next_items",
+            "5",
+            "--max_history_items",
+            "5",
+            "--save_total_limit",
+            "1",
+            eval_steps=50,
+        ),
+        "as ml-next5-grpo with the 5 most recent history items in the prompt (10 before), 200 steps",
+    ),
 }
 
 
@@ -275,7 +294,8 @@ def row(name: str) -> str:
     group = int(flags[flags.index("--num_generations") + 1]) if "--num_generations" in flags else 1
     prompts = (steps[-1]["step"] if steps else 0) * batch // group
     if command == "sft" and sampling(name):
-        prompts = sampling(name)[0]  # every sampled user once (its K samples ranked by the reward)
+        # one example (a user's best sample, or its best/worst pair) per sampled user: a run stopped early saw fewer
+        prompts = min(sampling(name)[0], (steps[-1]["step"] if steps else 0) * batch)
 
     def delta(key: str) -> str:
         if f"{key}_vs_step0" not in last:
@@ -297,19 +317,40 @@ def start_model(name: str) -> str | None:
     return sampling(name)[3] if sampling(name) else None
 
 
+#: Prompt flags a run may change; its test read gives the starting policy the same ones (`evaluate` reads a trained
+#: checkpoint's own settings, but the untrained policy has none).
+PROMPT_FLAGS = ("--max_history_items",)
+
+
+def prompt_flags(name: str) -> list[str]:
+    """The run's own prompt flags (the last of each, as the command line reads them)."""
+    flags = EXPERIMENTS[name][1]
+    out: list[str] = []
+    for flag in PROMPT_FLAGS:
+        where = [i for i, given in enumerate(flags) if given == flag]
+        if where:
+            out += [flag, flags[where[-1] + 1]]
+    return out
+
+
 def test(name: str, users: str) -> None:
     """Read the test split once: the final policy and the policy it started from on the same seeded users, paired."""
     out = run_dir(name)
     if not (out / "checkpoint_final").is_dir():
         raise SystemExit(f"{name}: no checkpoint_final yet; `run {name}` first")
     start = start_model(name)
+    prompt = prompt_flags(name)
     policies = {"start": ["--method", "zero-shot"] if start is None else ["--method", "policy", "--model", start],
                 "final": ["--method", "policy", "--model", str(out / "checkpoint_final")]}  # fmt: skip
-    # the untrained policy's test queries are the same for every run that starts from it: evaluated once
-    folders = {"start": OUT / f"test-zero-shot-{users}" if start is None else out / f"test-start-{users}",
+    # the untrained policy's test queries are the same for every run that starts from it (and has its prompt):
+    # evaluated once
+    suffix = "".join(
+        f"-{flag.strip('-')}{value}" for flag, value in zip(prompt[::2], prompt[1::2], strict=True)
+    )
+    folders = {"start": OUT / f"test-zero-shot-{users}{suffix}" if start is None else out / f"test-start-{users}",
                "final": out / f"test-final-{users}"}  # fmt: skip
     for label, method in policies.items():
-        evaluate(folders[label], "test", users, *method)
+        evaluate(folders[label], "test", users, *method, *prompt)
     subprocess.check_call([RL4REC, "compare", str(folders["start"]), str(folders["final"]),
                            "--output", str(out / f"test-final-vs-start-{users}.json")], cwd=REPO)  # fmt: skip
 

@@ -24,16 +24,19 @@ from rl4rec.policy.loading import DEFAULT_POLICY
 logger = logging.getLogger(__name__)
 
 #: The recipe that made the policy better on held-out ml-100k users (GRPO rewarded on the AUC of each user's next 5
-#: training items), at the rate and batch of its 50-step run (`ml-next5-lr3e-5`: +0.027 validation AUC at step 25),
-#: cut to fit 15 CPU minutes: at this size the held-out curve stays inside its noise band (docs/RESULTS.md has the
-#: demo's own reading); docs/experiments/2026-12-07-next-items-reward.md has the full-length run.
+#: training items, lr 1e-5, 4 users x 4 completions, the 5 most recent history items in the prompt), cut to its first
+#: steps to fit 15 minutes on a 2-core CPU without AVX-512 (a step takes about 26 s there; with native bf16 a step
+#: with 10 history items took 11-13 s):
+#: at this size the held-out curve stays inside its noise band (docs/RESULTS.md has the demo's own reading);
+#: docs/experiments/ has the full-length runs. A larger rate (3e-5) moved the demo's held-out curve below 0 twice.
 DEMO_PROMPTS, DEMO_GROUP = 4, 4
+DEMO_PROMPT_FLAGS = ["--max_length", "256", "--max_history_items", "5"]
 DEMO_TRAIN_FLAGS = [
     "--algorithm", "grpo", "--device", "cpu", "--dataset_name", "ml-100k",
-    "--reward_type", "auc", "--next_items", "5", "--learning_rate", "3e-5", "--temperature", "0.8",
+    "--reward_type", "auc", "--next_items", "5", "--learning_rate", "1e-5", "--temperature", "0.8",
     "--batch_size", str(DEMO_PROMPTS * DEMO_GROUP), "--num_generations", str(DEMO_GROUP),
     "--mini_batch_size", str(DEMO_PROMPTS * DEMO_GROUP), "--ppo_epochs", "1",
-    "--max_new_tokens", "32", "--max_length", "256", "--log_with", "none",
+    "--max_new_tokens", "32", *DEMO_PROMPT_FLAGS, "--log_with", "none",
 ]  # fmt: skip
 BASELINES = ("random", "popularity", "last-item", "history-mean", "history-fusion")
 
@@ -52,10 +55,12 @@ class DemoConfig:
     output_dir: str = opt("outputs/demo")
     data_dir: str = opt("data")
     max_steps: int = opt(
-        25, "GRPO steps of 4 users x 4 completions (about 11 s each on 2 free cores)", at_least=1
+        16,
+        "GRPO steps of 4 users x 4 completions (about 26 s each on 2 free cores without AVX-512)",
+        at_least=1,
     )
-    eval_steps: int = opt(10, "held-out evaluation on validation users every N steps", at_least=1)
-    heldout_users: int = opt(64, "validation users of the held-out curve", at_least=2)
+    eval_steps: int = opt(8, "held-out evaluation on validation users every N steps", at_least=1)
+    heldout_users: int = opt(48, "validation users of the held-out curve", at_least=2)
     eval_users: int = opt(
         128, "test users on which the trained and the starting policy are paired", at_least=2
     )
@@ -87,7 +92,7 @@ def demo_main(argv: list[str]) -> int:
         _run(["prepare", "--dataset", "ml-100k", "--data_dir", args.data_dir])
     _run(["stats", "--dataset", "ml-100k", "--data_dir", args.data_dir])
     _run(["prompts", "show", "--dataset", "ml-100k", "--data_dir", args.data_dir, "--split", "test",
-          "--model", DEFAULT_POLICY, "--max_length", "256"])  # fmt: skip
+          "--model", DEFAULT_POLICY, *DEMO_PROMPT_FLAGS])  # fmt: skip
 
     run_dir = out / "grpo"
     _run(["train", *DEMO_TRAIN_FLAGS, "--data_dir", args.data_dir, "--max_steps", str(args.max_steps),
@@ -114,7 +119,9 @@ def demo_main(argv: list[str]) -> int:
         extra = ["--fusion", str(fusion)] if method == "history-fusion" else []
         _run(["evaluate", *common, "--method", method, "--run_dir", str(evals / method),
               "--output", str(evals / f"{method}.json"), *extra])  # fmt: skip
-    llm = ["--num_users", str(args.eval_users), "--max_new_tokens", "32", "--batch_size", "64"]
+    # the trained checkpoint's prompt settings are read from its run config; the untrained policy gets the same
+    llm = ["--num_users", str(args.eval_users), "--max_new_tokens", "32", "--batch_size", "64",
+           *DEMO_PROMPT_FLAGS]  # fmt: skip
     _run(["evaluate", *common, *llm, "--method", "zero-shot", "--run_dir", str(evals / "zero-shot"),
           "--output", str(evals / "zero-shot.json")])  # fmt: skip
     _run(["evaluate", *common, *llm, "--method", "policy", "--model", str(run_dir / "checkpoint_final"),
@@ -151,7 +158,8 @@ def demo_main(argv: list[str]) -> int:
             for name, d in diffs.items() if name in ("auc", "ndcg@10", "hit@10")))  # fmt: skip
     print(
         f"{args.max_steps} steps of {DEMO_PROMPTS} users show the pipeline, not yet a better policy. The same recipe at full "
-        "length made the policy better on all 943 test users (300 steps of 4 at lr 1e-5, about 75 min on 2 cores):\n"
+        "length made the policy better on all 943 test users (300 steps of 4 at lr 1e-5, 10 history items; 75 min on "
+        "2 cores with AVX-512 BF16, about twice that without):\n"
         "  python scripts/experiments.py run ml-next5-grpo   (docs/experiments/2026-12-07-next-items-reward.md)"
     )
     print(f"report (open first): {out / 'report' / 'report.md'}")
