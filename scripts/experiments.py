@@ -230,6 +230,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
 }
 
 
+def flag_value(flags: list[str], flag: str) -> str | None:
+    """A flag's value in a command line, the last one where it is given twice (later flags win), else None."""
+    where = [i for i, given in enumerate(flags) if given == flag]
+    return flags[where[-1] + 1] if where else None
+
+
 def run_dir(name: str) -> Path:
     return OUT / name
 
@@ -290,12 +296,11 @@ def row(name: str) -> str:
     if not evals:
         return f"| {name} | {what} | not run | | | |"
     last = evals[-1]
-    batch = int(flags[flags.index("--batch_size") + 1]) if "--batch_size" in flags else 0
-    group = int(flags[flags.index("--num_generations") + 1]) if "--num_generations" in flags else 1
-    prompts = (steps[-1]["step"] if steps else 0) * batch // group
+    completions = (steps[-1]["step"] if steps else 0) * int(flag_value(flags, "--batch_size") or 0)
+    prompts = completions // int(flag_value(flags, "--num_generations") or 1)
     if command == "sft" and sampling(name):
         # one example (a user's best sample, or its best/worst pair) per sampled user: a run stopped early saw fewer
-        prompts = min(sampling(name)[0], (steps[-1]["step"] if steps else 0) * batch)
+        prompts = min(sampling(name)[0], completions)
 
     def delta(key: str) -> str:
         if f"{key}_vs_step0" not in last:
@@ -311,9 +316,9 @@ def row(name: str) -> str:
 
 def start_model(name: str) -> str | None:
     """The policy a run started from (``--model_name``), or None for the default policy."""
-    flags = EXPERIMENTS[name][1]
-    if "--model_name" in flags:
-        return flags[flags.index("--model_name") + 1]
+    model = flag_value(EXPERIMENTS[name][1], "--model_name")
+    if model is not None:
+        return model
     return sampling(name)[3] if sampling(name) else None
 
 
@@ -322,15 +327,10 @@ def start_model(name: str) -> str | None:
 PROMPT_FLAGS = ("--max_history_items",)
 
 
-def prompt_flags(name: str) -> list[str]:
-    """The run's own prompt flags (the last of each, as the command line reads them)."""
-    flags = EXPERIMENTS[name][1]
-    out: list[str] = []
-    for flag in PROMPT_FLAGS:
-        where = [i for i, given in enumerate(flags) if given == flag]
-        if where:
-            out += [flag, flags[where[-1] + 1]]
-    return out
+def prompt_flags(name: str) -> dict[str, str]:
+    """The run's own prompt flags and their values."""
+    values = {flag: flag_value(EXPERIMENTS[name][1], flag) for flag in PROMPT_FLAGS}
+    return {flag: value for flag, value in values.items() if value is not None}
 
 
 def test(name: str, users: str) -> None:
@@ -340,17 +340,16 @@ def test(name: str, users: str) -> None:
         raise SystemExit(f"{name}: no checkpoint_final yet; `run {name}` first")
     start = start_model(name)
     prompt = prompt_flags(name)
+    prompt_argv = [word for pair in prompt.items() for word in pair]
     policies = {"start": ["--method", "zero-shot"] if start is None else ["--method", "policy", "--model", start],
                 "final": ["--method", "policy", "--model", str(out / "checkpoint_final")]}  # fmt: skip
     # the untrained policy's test queries are the same for every run that starts from it (and has its prompt):
     # evaluated once
-    suffix = "".join(
-        f"-{flag.strip('-')}{value}" for flag, value in zip(prompt[::2], prompt[1::2], strict=True)
-    )
+    suffix = "".join(f"-{flag.strip('-')}{value}" for flag, value in prompt.items())
     folders = {"start": OUT / f"test-zero-shot-{users}{suffix}" if start is None else out / f"test-start-{users}",
                "final": out / f"test-final-{users}"}  # fmt: skip
     for label, method in policies.items():
-        evaluate(folders[label], "test", users, *method, *prompt)
+        evaluate(folders[label], "test", users, *method, *prompt_argv)
     subprocess.check_call([RL4REC, "compare", str(folders["start"]), str(folders["final"]),
                            "--output", str(out / f"test-final-vs-start-{users}.json")], cwd=REPO)  # fmt: skip
 

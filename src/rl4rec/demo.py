@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: The recipe that made the policy better on held-out ml-100k users (GRPO rewarded on the AUC of each user's next 5
 #: training items, lr 1e-5, 4 users x 4 completions, the 5 most recent history items in the prompt), cut to its first
-#: steps to fit 15 minutes on a 2-core CPU without AVX-512 (a step takes about 26 s there; with native bf16 a step
+#: steps to fit 15 minutes on a 2-core CPU without AVX-512 (a step took 28.8 s there, median; with native bf16 a step
 #: with 10 history items took 11-13 s):
 #: at this size the held-out curve stays inside its noise band (docs/RESULTS.md has the demo's own reading);
 #: docs/experiments/ has the full-length runs. A larger rate (3e-5) moved the demo's held-out curve below 0 twice.
@@ -56,7 +56,7 @@ class DemoConfig:
     data_dir: str = opt("data")
     max_steps: int = opt(
         16,
-        "GRPO steps of 4 users x 4 completions (about 26 s each on 2 free cores without AVX-512)",
+        "GRPO steps of 4 users x 4 completions (about 29 s each on 2 free cores without AVX-512)",
         at_least=1,
     )
     eval_steps: int = opt(8, "held-out evaluation on validation users every N steps", at_least=1)
