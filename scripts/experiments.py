@@ -227,6 +227,44 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
         ),
         "as ml-next5-grpo with the 5 most recent history items in the prompt (10 before), 200 steps",
     ),
+    "ml-next5-h5-it2": (
+        "train",
+        grpo(
+            4,
+            4,
+            "1e-5",
+            60,
+            "--next_items",
+            "5",
+            "--max_history_items",
+            "5",
+            "--ppo_epochs",
+            "2",
+            "--save_total_limit",
+            "1",
+            eval_steps=20,
+        ),
+        "as ml-next5-h5, each rollout batch used for 2 optimizer steps (TRL num_iterations 2), 60 steps",
+    ),
+    "ml-next5-h5-it4": (
+        "train",
+        grpo(
+            4,
+            4,
+            "1e-5",
+            60,
+            "--next_items",
+            "5",
+            "--max_history_items",
+            "5",
+            "--ppo_epochs",
+            "4",
+            "--save_total_limit",
+            "1",
+            eval_steps=20,
+        ),
+        "as ml-next5-h5, each rollout batch used for 4 optimizer steps (TRL num_iterations 4), 60 steps",
+    ),
 }
 
 
@@ -298,6 +336,8 @@ def row(name: str) -> str:
     last = evals[-1]
     completions = (steps[-1]["step"] if steps else 0) * int(flag_value(flags, "--batch_size") or 0)
     prompts = completions // int(flag_value(flags, "--num_generations") or 1)
+    if command == "train":  # each rollout batch serves --ppo_epochs optimizer steps (TRL num_iterations)
+        prompts //= int(flag_value(flags, "--ppo_epochs") or 1)
     if command == "sft" and sampling(name):
         # one example (a user's best sample, or its best/worst pair) per sampled user: a run stopped early saw fewer
         prompts = min(sampling(name)[0], completions)
