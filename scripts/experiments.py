@@ -2,7 +2,7 @@
 
     python scripts/experiments.py list                    # the registry
     python scripts/experiments.py run NAME [NAME ...]     # train (resumes), held-out curve on validation users
-    python scripts/experiments.py test NAME [--test_users N]  # read the test split once: trained vs its start, paired
+    python scripts/experiments.py test NAME [--test_users N] [--checkpoint best]  # trained vs its start, paired
     python scripts/experiments.py merge NAME [--split valid --users 128 --num_queries 4]  # greedy vs N samples merged
     python scripts/experiments.py table [NAME ...]        # markdown rows for the experiments log
 
@@ -373,25 +373,29 @@ def prompt_flags(name: str) -> dict[str, str]:
     return {flag: value for flag, value in values.items() if value is not None}
 
 
-def test(name: str, users: str) -> None:
-    """Read the test split once: the final policy and the policy it started from on the same seeded users, paired."""
+def test(name: str, users: str, checkpoint: str = "final") -> None:
+    """Read the test split once: a policy of the run (its final one unless ``checkpoint`` names another, e.g. ``best``
+    chosen on validation by ``--keep_best``) and the policy it started from on the same seeded users, paired."""
     out = run_dir(name)
-    if not (out / "checkpoint_final").is_dir():
-        raise SystemExit(f"{name}: no checkpoint_final yet; `run {name}` first")
+    policy = out / f"checkpoint_{checkpoint}"
+    if not policy.is_dir():
+        found = sorted(p.name.removeprefix("checkpoint_") for p in out.glob("checkpoint_*") if p.is_dir())
+        raise SystemExit(f"{name}: no {policy.name} in {out} (found: {', '.join(found) or 'none'}); "
+                         f"`run {name}` first, or pass --checkpoint with one of those")  # fmt: skip
     start = start_model(name)
     prompt = prompt_flags(name)
     prompt_argv = [word for pair in prompt.items() for word in pair]
     policies = {"start": ["--method", "zero-shot"] if start is None else ["--method", "policy", "--model", start],
-                "final": ["--method", "policy", "--model", str(out / "checkpoint_final")]}  # fmt: skip
+                "final": ["--method", "policy", "--model", str(policy)]}  # fmt: skip
     # the untrained policy's test queries are the same for every run that starts from it (and has its prompt):
     # evaluated once
     suffix = "".join(f"-{flag.strip('-')}{value}" for flag, value in prompt.items())
     folders = {"start": OUT / f"test-zero-shot-{users}{suffix}" if start is None else out / f"test-start-{users}",
-               "final": out / f"test-final-{users}"}  # fmt: skip
+               "final": out / f"test-{checkpoint}-{users}"}  # fmt: skip
     for label, method in policies.items():
         evaluate(folders[label], "test", users, *method, *prompt_argv)
     subprocess.check_call([RL4REC, "compare", str(folders["start"]), str(folders["final"]),
-                           "--output", str(out / f"test-final-vs-start-{users}.json")], cwd=REPO)  # fmt: skip
+                           "--output", str(out / f"test-{checkpoint}-vs-start-{users}.json")], cwd=REPO)  # fmt: skip
 
 
 def evaluate(folder: Path, split: str, users: str, *method: str) -> None:
@@ -423,6 +427,8 @@ def main() -> int:
     parser.add_argument("action", choices=["list", "run", "test", "merge", "table"])
     parser.add_argument("names", nargs="*")
     parser.add_argument("--test_users", default="all", help="test: seeded test users ('all' = every user)")
+    parser.add_argument("--checkpoint", default="final",
+                        help="test: which checkpoint_* of the run to read (final, best, step_150, ...)")  # fmt: skip
     parser.add_argument("--split", default="valid", choices=["valid", "test"], help="merge: the split")
     parser.add_argument("--users", default="128", help="merge: seeded users ('all' = every user)")
     parser.add_argument("--num_queries", type=int, default=4, help="merge: sampled queries per user")
@@ -441,7 +447,7 @@ def main() -> int:
             run(name)
     elif args.action == "test":
         for name in args.names or []:
-            test(name, args.test_users)
+            test(name, args.test_users, args.checkpoint)
     elif args.action == "merge":
         for name in args.names or []:
             merge(name, args.split, args.users, args.num_queries, args.temperature)
