@@ -242,3 +242,16 @@ def test_demo_prints_the_heldout_curve(tmp_path):
     metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
     lines = curve_lines(metrics)
     assert len(lines) == 2 and "AUC 0.6100" in lines[0] and "+0.0200 [-0.0100, +0.0500]" in lines[1]
+
+
+def test_demo_verdict_follows_its_own_interval():
+    """The demo's closing sentence is read from its paired test interval, so a short run never claims a gain."""
+    from rl4rec.demo import verdict
+
+    def auc(lo: float, hi: float) -> dict:
+        return {"auc": {"diff": (lo + hi) / 2, "ci95": [lo, hi]}}
+
+    assert "made the policy better" in verdict(auc(0.001, 0.05), 40).split(" The same recipe")[0]
+    assert "interval contains 0" in verdict(auc(-0.01, 0.05), 16)
+    assert "only values below 0" in verdict(auc(-0.05, -0.01), 16)
+    assert "No paired test reading" in verdict({}, 16)
