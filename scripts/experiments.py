@@ -227,44 +227,30 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
         ),
         "as ml-next5-grpo with the 5 most recent history items in the prompt (10 before), 200 steps",
     ),
-    "ml-next5-h5-it2": (
-        "train",
-        grpo(
-            4,
-            4,
-            "1e-5",
-            60,
-            "--next_items",
-            "5",
-            "--max_history_items",
-            "5",
-            "--ppo_epochs",
-            "2",
-            "--save_total_limit",
-            "1",
-            eval_steps=20,
-        ),
-        "as ml-next5-h5, each rollout batch used for 2 optimizer steps (TRL num_iterations 2), 60 steps",
-    ),
-    "ml-next5-h5-it4": (
-        "train",
-        grpo(
-            4,
-            4,
-            "1e-5",
-            60,
-            "--next_items",
-            "5",
-            "--max_history_items",
-            "5",
-            "--ppo_epochs",
-            "4",
-            "--save_total_limit",
-            "1",
-            eval_steps=20,
-        ),
-        "as ml-next5-h5, each rollout batch used for 4 optimizer steps (TRL num_iterations 4), 60 steps",
-    ),
+    # rollout reuse: each rollout batch serves N optimizer steps (TRL num_iterations = --ppo_epochs)
+    **{
+        f"ml-next5-h5-it{reuse}": (
+            "train",
+            grpo(
+                4,
+                4,
+                "1e-5",
+                60,
+                "--next_items",
+                "5",
+                "--max_history_items",
+                "5",
+                "--ppo_epochs",
+                str(reuse),
+                "--save_total_limit",
+                "1",
+                eval_steps=20,
+            ),
+            f"as ml-next5-h5, each rollout batch used for {reuse} optimizer steps (TRL num_iterations {reuse}), "
+            "60 steps",
+        )
+        for reuse in (2, 4)
+    },
 }
 
 
