@@ -90,7 +90,7 @@ def test_optimizer_gives_the_value_function_its_own_rate_and_refuses_one_group_c
     from rl4rec.training.ppo.optim import build_optimizer
 
     model = PolicyAndValue(tiny_llama(), "head")
-    config = SimpleNamespace(learning_rate=1e-5, value_learning_rate=None)
+    config = SimpleNamespace(learning_rate=1e-5, value_learning_rate=None, lr_scheduler="linear")
     optimizer, scheduler = build_optimizer(model, config, total_updates=10)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-5, 1e-4])
     assert scheduler.get_last_lr() == pytest.approx([1e-5, 1e-4])

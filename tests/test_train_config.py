@@ -55,6 +55,16 @@ def test_every_seed_flag_parses_and_maps_to_trl():
     assert args.output_dir == "checkpoints/trl_ppo" and args.save_steps == 500
     assert args.report_to == ["wandb"] and args.use_cpu is True
     assert args.loss_type == "dapo"
+    assert (args.lr_scheduler_type, args.scale_rewards) == ("linear", "group")  # HF's and TRL's defaults
+
+
+def test_schedule_and_advantage_scaling_map_to_trl():
+    config = parse_train_args(["--device", "cpu", "--lr_scheduler", "constant", "--scale_rewards", "none"])
+    args = trl_args(config, "cpu")
+    assert (args.lr_scheduler_type, args.scale_rewards) == ("constant", "none")
+    # RLOO has no scale_rewards: a non-default value is refused rather than silently ignored
+    with pytest.raises(ConfigError, match="--scale_rewards applies to GRPO only"):
+        parse_train_args(["--algorithm", "rloo", "--num_generations", "4", "--scale_rewards", "batch"])
 
 
 def test_extra_flags_and_yaml_config(tmp_path):
@@ -102,6 +112,8 @@ def test_vllm_flags_map_to_colocate():
         ),
         (["--algorithm", "dpo"], "--algorithm must be one of"),
         (["--loss_type", "sft"], "--loss_type must be one of"),
+        (["--lr_scheduler", "cyclic"], "--lr_scheduler must be one of"),
+        (["--scale_rewards", "std"], "--scale_rewards must be one of"),
         (["--device", "tpu"], "--device must be"),
         (["--temperature", "0"], "--temperature must be > 0"),
         (["--log_with", "mlflow"], "--log_with must be one of"),

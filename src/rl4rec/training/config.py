@@ -30,6 +30,10 @@ LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 LOG_BACKENDS = ("auto", "wandb", "tensorboard", "trackio", "none")
 DEVICES = ("cuda", "cpu", "auto")
 ON_OFF_AUTO = ("auto", "on", "off")
+#: Learning-rate schedules (transformers' names): linear decays to 0 at the last step, constant keeps the rate.
+LR_SCHEDULERS = ("linear", "constant", "cosine")
+#: How GRPO scales the group-relative advantages (TRL's scale_rewards; RLOO and PPO have their own).
+SCALE_REWARDS = ("group", "batch", "none")
 TRAIN_TARGETS = ("last", "all")
 #: With --candidates: keep or skip the training examples whose target the recall stage missed.
 CANDIDATE_MISSES = ("keep", "skip")
@@ -120,6 +124,13 @@ class RunFlags:
         "checkpoints/trl_ppo", "Run directory: checkpoints, metrics.jsonl, completions, config."
     )
     learning_rate: float = opt(1e-5, "AdamW learning rate.", above=0)
+    lr_scheduler: str = opt(
+        "linear",
+        "Learning-rate schedule: linear (decays to 0 at --max_steps, HF's default) | constant | cosine. With "
+        "linear, a run cut to a few steps also learns at half its rate on average; constant keeps the rate, so "
+        "the first N steps of a long run and an N-step run take the same steps.",
+        one_of=LR_SCHEDULERS,
+    )
     batch_size: int = opt(
         16, "Completions per optimisation step (prompts per step = batch_size / num_generations).", at_least=1
     )
@@ -245,6 +256,14 @@ class RolloutFlags:
     loss_type: str = opt(
         "dapo", "GRPO loss: grpo | dr_grpo | dapo | bnpo (TRL's default is dapo).", one_of=LOSS_TYPES
     )
+    scale_rewards: str = opt(
+        "group",
+        "GRPO advantage scaling (TRL scale_rewards): group (divide by each group's reward std, TRL's "
+        "default: a group whose rewards differ by 0.001 gets advantages as large as one whose rewards differ by "
+        "0.5) | batch (by the batch's std: a group's advantages keep its reward spread) | none (raw differences "
+        "from the group mean, as in Dr. GRPO).",
+        one_of=SCALE_REWARDS,
+    )
     num_generations: int | None = opt(
         None,
         "Completions per prompt: the group size of GRPO/RLOO (default 8) and of PPO (default 1, as in classic "
@@ -304,6 +323,11 @@ class TrainConfig(  # bases in reverse: --help lists the run's flags first, held
         if self.batch_size % self.mini_batch_size:
             raise ConfigError(
                 f"--batch_size ({self.batch_size}) must be divisible by --mini_batch_size ({self.mini_batch_size})."
+            )
+        if self.algorithm != "grpo" and self.scale_rewards != "group":
+            raise ConfigError(
+                f"--scale_rewards applies to GRPO only, got --scale_rewards {self.scale_rewards} with --algorithm "
+                f"{self.algorithm} (RLOO and PPO normalise their advantages their own way): drop the flag."
             )
         if self.algorithm != "ppo" and self.num_generations < 2:
             raise ConfigError(

@@ -304,6 +304,7 @@ def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
         "num_train_epochs": config.num_epochs,
         "max_steps": config.max_steps,
         "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
         "temperature": config.temperature,
         "top_p": config.top_p,
         "beta": config.beta,
@@ -332,5 +333,5 @@ def trl_args(config: TrainConfig, device: str) -> GRPOConfig | RLOOConfig:
         "dataloader_num_workers": 0,
     }
     if config.algorithm == "grpo":
-        return GRPOConfig(loss_type=config.loss_type, **common)
+        return GRPOConfig(loss_type=config.loss_type, scale_rewards=config.scale_rewards, **common)
     return RLOOConfig(**common)

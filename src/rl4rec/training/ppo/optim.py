@@ -23,9 +23,9 @@ def value_learning_rate(config: Any) -> float:
 
 
 def build_optimizer(model: PolicyAndValue, config: Any, total_updates: int) -> tuple[Any, Any]:
-    """AdamW over the policy's and the value function's weights, and a linear decay over ``total_updates``.
+    """AdamW over the policy's and the value function's weights, and ``--lr_scheduler`` over ``total_updates``.
 
-    The schedule matches the GRPO path (HF's default) and is stepped once per optimizer step.
+    The schedule is the GRPO path's (transformers' schedulers by name) and is stepped once per optimizer step.
     """
     policy_params, value_params = model.parameter_groups()
     groups = [
@@ -36,4 +36,4 @@ def build_optimizer(model: PolicyAndValue, config: Any, total_updates: int) -> t
         optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=0.0, fused=True)
     except (RuntimeError, ValueError):
         optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=0.0)
-    return optimizer, get_scheduler("linear", optimizer, 0, total_updates)
+    return optimizer, get_scheduler(config.lr_scheduler, optimizer, 0, total_updates)
