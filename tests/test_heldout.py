@@ -255,3 +255,14 @@ def test_demo_verdict_follows_its_own_interval():
     assert "interval contains 0" in verdict(auc(-0.01, 0.05), 16)
     assert "only values below 0" in verdict(auc(-0.05, -0.01), 16)
     assert "No paired test reading" in verdict({}, 16)
+
+
+def test_demo_sizes_itself_to_the_cpu_and_keeps_the_recipe():
+    """Both CPU sizes run the same recipe (constant rate: a short cut of a linear schedule learns at half the rate);
+    the faster CPU spends its spare minutes on more paired test users, which narrows the demo's interval."""
+    from rl4rec.demo import DEMO_TRAIN_FLAGS, demo_size
+
+    (fast_steps, fast_users), (slow_steps, slow_users) = demo_size(True), demo_size(False)
+    assert fast_users > slow_users >= 128 and fast_steps >= slow_steps >= 1
+    flags = dict(zip(DEMO_TRAIN_FLAGS[::2], DEMO_TRAIN_FLAGS[1::2], strict=True))
+    assert flags["--lr_scheduler"] == "constant" and flags["--next_items"] == "5"

@@ -20,25 +20,34 @@ from rl4rec.cli import main as rl4rec
 from rl4rec.config_cli import opt, parse_config
 from rl4rec.io import read_jsonl
 from rl4rec.policy.loading import DEFAULT_POLICY
+from rl4rec.policy.precision import cpu_supports_bf16
 
 logger = logging.getLogger(__name__)
 
 #: The recipe that made the policy better on held-out ml-100k users (GRPO rewarded on the AUC of each user's next 5
-#: training items, lr 1e-5, 4 users x 4 completions, the 5 most recent history items in the prompt), cut to its first
-#: steps to fit 15 minutes on a 2-core CPU without AVX-512 (a step took 28.8 s there, median; with native bf16 a step
-#: with 10 history items took 11-13 s):
-#: at this size the held-out curve stays inside its noise band (docs/RESULTS.md has the demo's own reading);
-#: docs/experiments/ has the full-length runs. A larger rate (3e-5) moved the demo's held-out curve below 0 twice.
+#: training items, lr 1e-5, 4 users x 4 completions, the 5 most recent history items in the prompt), cut to a few
+#: steps at a constant rate: a linear schedule cut to 16-40 steps learns at half its rate on average. Chosen on
+#: validation users (scripts/experiments.py, ml-h5-const40: its held-out AUC rose most by step 20 and not after;
+#: docs/experiments/2026-12-07-demo-budget.md); the test read is the demo's own.
 DEMO_PROMPTS, DEMO_GROUP = 4, 4
 DEMO_PROMPT_FLAGS = ["--max_length", "256", "--max_history_items", "5"]
 DEMO_TRAIN_FLAGS = [
     "--algorithm", "grpo", "--device", "cpu", "--dataset_name", "ml-100k",
-    "--reward_type", "auc", "--next_items", "5", "--learning_rate", "1e-5", "--temperature", "0.8",
+    "--reward_type", "auc", "--next_items", "5", "--learning_rate", "1e-5", "--lr_scheduler", "constant",
+    "--temperature", "0.8",
     "--batch_size", str(DEMO_PROMPTS * DEMO_GROUP), "--num_generations", str(DEMO_GROUP),
     "--mini_batch_size", str(DEMO_PROMPTS * DEMO_GROUP), "--ppo_epochs", "1",
     "--max_new_tokens", "32", *DEMO_PROMPT_FLAGS, "--log_with", "none",
 ]  # fmt: skip
 BASELINES = ("random", "popularity", "last-item", "history-mean", "history-fusion")
+#: (GRPO steps, paired test users) that fit 15 minutes on 2 cores: with native bf16 (AVX-512 BF16 / AMX) a step takes
+#: about 13 s and a test query 0.5 s, so more test users narrow the paired interval; without it 29 s and 0.85 s.
+SIZE_NATIVE_BF16, SIZE_OTHER_CPU = (20, 384), (16, 128)
+
+
+def demo_size(native_bf16: bool) -> tuple[int, int]:
+    """The default (steps, test users) for this CPU: the same recipe, sized to the 15-minute budget."""
+    return SIZE_NATIVE_BF16 if native_bf16 else SIZE_OTHER_CPU
 
 
 def _run(argv: list[str]) -> None:
@@ -54,17 +63,21 @@ class DemoConfig:
 
     output_dir: str = opt("outputs/demo")
     data_dir: str = opt("data")
-    max_steps: int = opt(
-        16,
-        "GRPO steps of 4 users x 4 completions (about 29 s each on 2 free cores without AVX-512, 13 s with AVX-512 BF16)",
+    max_steps: int | None = opt(
+        None,
+        "GRPO steps of 4 users x 4 completions (about 29 s each on 2 free cores without AVX-512, 13 s with AVX-512 "
+        f"BF16). Default: {SIZE_NATIVE_BF16[0]} on a CPU with native bf16, {SIZE_OTHER_CPU[0]} elsewhere",
         at_least=1,
     )
-    eval_steps: int = opt(8, "held-out evaluation on validation users every N steps", at_least=1)
+    eval_steps: int = opt(10, "held-out evaluation on validation users every N steps", at_least=1)
     heldout_users: int = opt(48, "validation users of the held-out curve", at_least=2)
-    eval_users: int = opt(
-        128, "test users on which the trained and the starting policy are paired", at_least=2
+    eval_users: int | None = opt(
+        None,
+        "test users on which the trained and the starting policy are paired. Default: "
+        f"{SIZE_NATIVE_BF16[1]} on a CPU with native bf16, {SIZE_OTHER_CPU[1]} elsewhere",
+        at_least=2,
     )
-    seed: int = opt(0)
+    seed: int = opt(42, "training seed and the seeded sample of test users (the recipe search's seed)")
 
 
 def curve_lines(metrics_file: Path) -> list[str]:
@@ -101,6 +114,12 @@ def verdict(diffs: dict[str, dict], steps: int) -> str:
 
 def demo_main(argv: list[str]) -> int:
     args = parse_config(DemoConfig, argv, "rl4rec demo", __doc__ or "")
+    steps, users = demo_size(cpu_supports_bf16())
+    args.max_steps = args.max_steps or steps
+    args.eval_users = args.eval_users or users
+    print(f"rl4rec demo: {args.max_steps} GRPO steps, {args.eval_users} paired test users "
+          f"({'native bf16' if cpu_supports_bf16() else 'no native bf16'} on this CPU; --max_steps / --eval_users "
+          "change them)", flush=True)  # fmt: skip
     out = Path(args.output_dir)
     started = time.monotonic()
 
