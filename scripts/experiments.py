@@ -258,8 +258,22 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
     **{
         f"ml-h5-const40{suffix}": (
             "train",
-            grpo(4, 4, lr, 40, "--next_items", "5", "--max_history_items", "5", "--lr_scheduler", "constant",
-                 "--save_total_limit", "1", *extra, eval_steps=20),  # fmt: skip
+            grpo(
+                4,
+                4,
+                lr,
+                40,
+                "--next_items",
+                "5",
+                "--max_history_items",
+                "5",
+                "--lr_scheduler",
+                "constant",
+                "--save_total_limit",
+                "1",
+                *extra,
+                eval_steps=20,
+            ),
             f"as ml-next5-h5 for 40 steps at a constant lr {lr}{what}",
         )
         for suffix, lr, extra, what in (
@@ -285,7 +299,9 @@ def prepare_fusion() -> None:
     """ml-100k (prepared on a fresh checkout), its history weights (tune-fusion on validation users) and the
     reward's fixed text weight."""
     if not (REPO / "data" / "ml-100k" / "sequential_data.txt").is_file():
-        subprocess.check_call([RL4REC, "prepare", "--dataset", "ml-100k", "--data_dir", str(REPO / "data")], cwd=REPO)
+        subprocess.check_call(
+            [RL4REC, "prepare", "--dataset", "ml-100k", "--data_dir", str(REPO / "data")], cwd=REPO
+        )
     if not Path(FUSION_ML).is_file():
         subprocess.check_call([RL4REC, "tune-fusion", "--dataset", "ml-100k", "--data_dir", str(REPO / "data"),
                                "--output", FUSION_ML], cwd=REPO)  # fmt: skip
