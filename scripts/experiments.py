@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -282,7 +283,30 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
             ("-lr2e-5", "2e-5", (), ""),
         )
     },
+    # ml-h5-const40-lr2e-5 was still rising at its end: at a constant rate, continuing it is the same as a longer run
+    "ml-h5-const100-lr2e-5": (
+        "train",
+        grpo(
+            4,
+            4,
+            "2e-5",
+            100,
+            "--next_items",
+            "5",
+            "--max_history_items",
+            "5",
+            "--lr_scheduler",
+            "constant",
+            "--save_total_limit",
+            "1",
+            eval_steps=20,
+        ),
+        "ml-h5-const40-lr2e-5 continued from its step 40 to step 100 (constant lr 2e-5)",
+    ),
 }
+#: Runs that start from another run's last step checkpoint (its logs and held-out step 0 copied), e.g. to extend a
+#: constant-rate run: new name -> the run it continues.
+CONTINUES = {"ml-h5-const100-lr2e-5": "ml-h5-const40-lr2e-5"}
 
 
 def flag_value(flags: list[str], flag: str) -> str | None:
@@ -314,6 +338,17 @@ def prepare_fusion() -> None:
 def run(name: str) -> None:
     command, flags, _ = EXPERIMENTS[name]
     out = run_dir(name)
+    if name in CONTINUES and not out.exists():
+        source = run_dir(CONTINUES[name])
+        last = max(
+            source.glob("checkpoint_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]), default=None
+        )
+        if last is None:
+            raise SystemExit(
+                f"{name} continues {CONTINUES[name]}, which has no checkpoint_step_N: run it first"
+            )
+        shutil.copytree(source, out, ignore=lambda d, names: [n for n in names if d == str(source) and (
+            n.startswith(("checkpoint_", "test-", "merge")) and n != last.name)])  # fmt: skip
     resume = ["--resume"] if (out / "run_config.json").is_file() else []
     if (out / "checkpoint_final").is_dir():
         print(f"{name}: finished already ({out / 'checkpoint_final'})")
