@@ -251,7 +251,7 @@ def test_demo_verdict_follows_its_own_interval():
     def auc(lo: float, hi: float) -> dict:
         return {"auc": {"diff": (lo + hi) / 2, "ci95": [lo, hi]}}
 
-    assert "made the policy better" in verdict(auc(0.001, 0.05), 40).split(" The same recipe")[0]
+    assert "made the policy better" in verdict(auc(0.001, 0.05), 40).split(" The same 40 steps")[0]
     assert "interval contains 0" in verdict(auc(-0.01, 0.05), 16)
     assert "only values below 0" in verdict(auc(-0.05, -0.01), 16)
     assert "No paired test reading" in verdict({}, 16)
