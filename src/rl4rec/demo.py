@@ -115,11 +115,12 @@ def verdict(diffs: dict[str, dict], steps: int) -> str:
 
 def demo_main(argv: list[str]) -> int:
     args = parse_config(DemoConfig, argv, "rl4rec demo", __doc__ or "")
-    steps, users = demo_size(cpu_supports_bf16())
+    native_bf16 = cpu_supports_bf16()
+    steps, users = demo_size(native_bf16)
     args.max_steps = args.max_steps or steps
     args.eval_users = args.eval_users or users
     print(f"rl4rec demo: {args.max_steps} GRPO steps, {args.eval_users} paired test users "
-          f"({'native bf16' if cpu_supports_bf16() else 'no native bf16'} on this CPU; --max_steps / --eval_users "
+          f"({'native bf16' if native_bf16 else 'no native bf16'} on this CPU; --max_steps / --eval_users "
           "change them)", flush=True)  # fmt: skip
     out = Path(args.output_dir)
     started = time.monotonic()
