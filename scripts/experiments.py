@@ -51,6 +51,12 @@ def grpo(prompts: int, group: int, lr: str, steps: int, *extra: str, eval_steps:
             "--learning_rate", lr, "--max_steps", str(steps), "--eval_steps", str(eval_steps), *extra]  # fmt: skip
 
 
+def h5_constant(lr: str, steps: int, *extra: str) -> list[str]:
+    """ml-next5-h5's recipe (next-5 AUC, 5 history items, 4 prompts x 4) at a constant rate, held-out every 20 steps."""
+    return grpo(4, 4, lr, steps, "--next_items", "5", "--max_history_items", "5", "--lr_scheduler", "constant",
+                "--save_total_limit", "1", *extra, eval_steps=20)  # fmt: skip
+
+
 def rft(lr: str, steps: int, *extra: str, eval_steps: int = 10) -> list[str]:
     """Reward-ranked fine-tuning: the SFT half; ``run`` first samples with `rl4rec headroom --split train`."""
     return [*ML, "--device", "cpu", "--seed", "42", "--eval_split", "valid", "--eval_users", "128",
@@ -259,22 +265,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
     **{
         f"ml-h5-const40{suffix}": (
             "train",
-            grpo(
-                4,
-                4,
-                lr,
-                40,
-                "--next_items",
-                "5",
-                "--max_history_items",
-                "5",
-                "--lr_scheduler",
-                "constant",
-                "--save_total_limit",
-                "1",
-                *extra,
-                eval_steps=20,
-            ),
+            h5_constant(lr, 40, *extra),
             f"as ml-next5-h5 for 40 steps at a constant lr {lr}{what}",
         )
         for suffix, lr, extra, what in (
@@ -286,21 +277,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
     # ml-h5-const40-lr2e-5 was still rising at its end: at a constant rate, continuing it is the same as a longer run
     "ml-h5-const100-lr2e-5": (
         "train",
-        grpo(
-            4,
-            4,
-            "2e-5",
-            100,
-            "--next_items",
-            "5",
-            "--max_history_items",
-            "5",
-            "--lr_scheduler",
-            "constant",
-            "--save_total_limit",
-            "1",
-            eval_steps=20,
-        ),
+        h5_constant("2e-5", 100),
         "ml-h5-const40-lr2e-5 continued from its step 40 to step 100 (constant lr 2e-5)",
     ),
 }

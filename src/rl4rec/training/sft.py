@@ -37,12 +37,11 @@ from rl4rec.training.config import (
     CANDIDATE_MISSES,
     ON_OFF_AUTO,
     TRAIN_TARGETS,
-    HeldOutFlags,
-    LoraFlags,
     check_prompt_flags,
 )
 from rl4rec.training.ranked_samples import RankedSamples, best_queries, preference_pairs, ranked_samples
 from rl4rec.training.run_context import RunContext, checkpoint_step, set_seed
+from rl4rec.training.shared_flags import HeldOutFlags, LoraFlags
 
 logger = logging.getLogger(__name__)
 DPO = "dpo"
