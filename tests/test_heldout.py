@@ -255,6 +255,9 @@ def test_demo_verdict_follows_its_own_interval():
     assert "interval contains 0" in verdict(auc(-0.01, 0.05), 16)
     assert "only values below 0" in verdict(auc(-0.05, -0.01), 16)
     assert "No paired test reading" in verdict({}, 16)
+    # a run shorter than the recipe's early dip says so, and how to run past it; a full-length one does not
+    assert "--max_steps 40" in verdict(auc(-0.01, 0.05), 16)
+    assert "early dip" not in verdict(auc(-0.01, 0.05), 40)
 
 
 def test_demo_sizes_itself_to_the_cpu_and_keeps_the_recipe():

@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 #: training items, 4 users x 4 completions, the 5 most recent history items in the prompt), cut to 40 steps at a
 #: constant rate (a linear schedule cut short learns at half its rate on average) of 2e-5, chosen on validation users
 #: among 1e-5, 1e-5 without per-group std scaling and 2e-5 (scripts/experiments.py, ml-h5-const40*;
-#: docs/experiments/2026-12-07-demo-budget.md). A CPU without native bf16 steps half as fast and runs 16 of them.
+#: docs/experiments/2026-12-07-demo-budget.md). A CPU without native bf16 steps half as fast and runs 16 of them,
+#: which on such a CPU (fp32 training) end inside an early dip: docs/experiments/2026-12-08-demo-without-native-bf16.md.
 DEMO_PROMPTS, DEMO_GROUP = 4, 4
 DEMO_PROMPT_FLAGS = ["--max_length", "256", "--max_history_items", "5"]
 DEMO_TRAIN_FLAGS = [
@@ -43,6 +44,8 @@ BASELINES = ("random", "popularity", "last-item", "history-mean", "history-fusio
 #: (GRPO steps, paired test users) that fit 15 minutes on 2 cores: with native bf16 (AVX-512 BF16 / AMX) a step takes
 #: about 13 s and a test query 0.5 s, so more test users narrow the paired interval; without it 29 s and 0.85 s.
 SIZE_NATIVE_BF16, SIZE_OTHER_CPU = (40, 192), (16, 128)
+#: The step from which the recipe's validation curve read above 0 in fp32 (ml-h5-const16to40-lr2e-5).
+EARLY_DIP_STEPS = 24
 
 
 def demo_size(native_bf16: bool) -> tuple[int, int]:
@@ -109,8 +112,15 @@ def verdict(diffs: dict[str, dict], steps: int) -> str:
     if auc["ci95"][0] > 0:
         return (f"{steps} steps of {DEMO_PROMPTS} users made the policy better for these test users on AUC (interval "
                 f"above 0); NDCG@10 is the harder target. {full}")  # fmt: skip
+    short = ""
+    if steps < EARLY_DIP_STEPS:
+        short = (" Runs this short end inside the recipe's early dip: trained in fp32 (a CPU without native bf16), "
+                 "its validation curve read below 0 at steps 8 and 16 in three runs; continued, it read above 0 from "
+                 f"step {EARLY_DIP_STEPS} and +0.067 with its interval above 0 at step 40. "
+                 "`rl4rec demo --max_steps 40` runs past the dip (about 26 min on such a CPU; "
+                 "docs/experiments/2026-12-08-demo-without-native-bf16.md).")  # fmt: skip
     return (f"{steps} steps of {DEMO_PROMPTS} users show the pipeline, not a better policy: the AUC interval contains "
-            f"{'0' if auc['ci95'][1] >= 0 else 'only values below 0'}. {full}")  # fmt: skip
+            f"{'0' if auc['ci95'][1] >= 0 else 'only values below 0'}.{short} {full}")  # fmt: skip
 
 
 def demo_main(argv: list[str]) -> int:
