@@ -11,6 +11,8 @@
 #   grpo-next   the long Beauty RL run of the learning issue: GRPO from the SFT checkpoint, text-only AUC reward over
 #               each user's next 2 items (--next_items 2 keeps every user), 4 prompts x 4, NEXT_STEPS steps (default
 #               500 = 2,000 prompts), held-out curve on 128 validation users every 50 steps; resumable across sessions
+#               NEXT_LR (default 1e-5) and NEXT_SCHEDULER (default linear; `constant` is the ml-100k runs' faster
+#               recipe) name another run (grpo-next2-beauty-SCHEDULER-LR) that grpo-next-eval reads the same way
 #   grpo-next-eval  grpo-next's test read on NEXT_N_TEST (default 1000) seeded test users: its final and its
 #               validation-best checkpoint (--keep_best auc) each minus SFT and minus last-item, paired
 #   grpo-eval   the GRPO policy: validation queries -> fusion-sft-grpo.json; test text-only, fused, and fused
@@ -50,6 +52,11 @@ N_VALID=${N_VALID:-300}
 GRPO_STEPS=${GRPO_STEPS:-20}
 NEXT_STEPS=${NEXT_STEPS:-500}
 NEXT_N_TEST=${NEXT_N_TEST:-1000}
+NEXT_LR=${NEXT_LR:-1e-5}
+NEXT_SCHEDULER=${NEXT_SCHEDULER:-linear}
+NEXT_TAG=grpo-next  # the reported run's names; another rate or schedule is another run
+[ "$NEXT_LR/$NEXT_SCHEDULER" = 1e-5/linear ] || NEXT_TAG="grpo-next-$NEXT_SCHEDULER-$NEXT_LR"
+NEXT_RUN="$RUNS/grpo-next2-beauty${NEXT_TAG#grpo-next}"
 SFT_LONG_STEPS=${SFT_LONG_STEPS:-200}
 PROMPT=(--max_length 256 --max_history_items 10)
 CAND_K=${CAND_K:-10}
@@ -129,23 +136,25 @@ case ${1:-} in
       --ppo_epochs 1 --max_new_tokens 48 --max_steps "$GRPO_STEPS" --save_steps 5 --log_with none \
       --checkpoint_dir "$RUNS/grpo-beauty" $( [ -d "$RUNS/grpo-beauty/checkpoint_step_5" ] && echo --resume ) ;;
   grpo-next)
-    run="$RUNS/grpo-next2-beauty"
+    run=$NEXT_RUN
     [ -d "$run/checkpoint_final" ] || $RL4REC train --algorithm grpo --model_name "$RUNS/sft-beauty/checkpoint_final" \
       --dataset_name beauty --data_dir "$DATA" --device cpu "${PROMPT[@]}" --reward_type auc --next_items 2 \
-      --learning_rate 1e-5 --temperature 0.8 --batch_size 16 --num_generations 4 --mini_batch_size 16 --ppo_epochs 1 \
+      --learning_rate "$NEXT_LR" --lr_scheduler "$NEXT_SCHEDULER" --temperature 0.8 --batch_size 16 --num_generations 4 \
+      --mini_batch_size 16 --ppo_epochs 1 \
       --max_new_tokens 48 --max_steps "$NEXT_STEPS" --save_steps 10 --save_total_limit 2 --log_with none \
       --eval_steps 50 --eval_users 128 --eval_split valid --keep_best auc --checkpoint_dir "$run" \
       $( ls -d "$run"/checkpoint_step_* >/dev/null 2>&1 && echo --resume ) ;;
   grpo-next-eval)  # the test read of grpo-next, once: final and validation-best policy - SFT, and - last-item, paired
-    run="$RUNS/grpo-next2-beauty" n=$NEXT_N_TEST
+    run=$NEXT_RUN n=$NEXT_N_TEST
     [ -d "$run/checkpoint_final" ] || { echo "grpo-next has not finished: run scripts/beauty_recipe.sh grpo-next"; exit 1; }
     B=(--batch_size 64)  # the held-out curve's batch (128 users in 65 s there); larger batches decode faster on a CPU
     evaluate "last-item-$n" test --method last-item --num_users "$n"
     evaluate "sft-$n" test --num_users "$n" "${B[@]}" --method policy --model "$RUNS/sft-beauty/checkpoint_final"
     for ck in final best; do
-      evaluate "grpo-next-$ck-$n" test --num_users "$n" "${B[@]}" --method policy --model "$run/checkpoint_$ck"
+      evaluate "$NEXT_TAG-$ck-$n" test --num_users "$n" "${B[@]}" --method policy --model "$run/checkpoint_$ck"
       for base in "sft-$n" "last-item-$n"; do
-        $RL4REC compare "$OUT/$base" "$OUT/grpo-next-$ck-$n" --output "$OUT/grpo-next-$ck-$n-vs-${base%-$n}.json" | tail -n 4
+        $RL4REC compare "$OUT/$base" "$OUT/$NEXT_TAG-$ck-$n" --output "$OUT/$NEXT_TAG-$ck-$n-vs-${base%-$n}.json" \
+          | tail -n 4
       done
     done ;;
   grpo-eval)  # N_TEST=1000 in docs/RESULTS.md (the first 500 of them are the other rows' 500 users)
