@@ -115,7 +115,7 @@ def verdict(diffs: dict[str, dict], steps: int) -> str:
     short = ""
     if steps < EARLY_DIP_STEPS:
         short = (" Runs this short end inside the recipe's early dip: trained in fp32 (a CPU without native bf16), "
-                 "its validation curve read below 0 at steps 8 and 16 in three runs; continued, it read above 0 from "
+                 "its validation curve read below 0 at steps 8 and 16 in four runs; continued, it read above 0 from "
                  f"step {EARLY_DIP_STEPS} and +0.067 with its interval above 0 at step 40. "
                  "`rl4rec demo --max_steps 40` runs past the dip (24 min on such a CPU; "
                  "docs/experiments/2026-12-08-demo-without-native-bf16.md).")  # fmt: skip
