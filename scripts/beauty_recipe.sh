@@ -139,14 +139,15 @@ case ${1:-} in
     run=$NEXT_RUN
     [ -d "$run/checkpoint_final" ] || $RL4REC train --algorithm grpo --model_name "$RUNS/sft-beauty/checkpoint_final" \
       --dataset_name beauty --data_dir "$DATA" --device cpu "${PROMPT[@]}" --reward_type auc --next_items 2 \
-      --learning_rate "$NEXT_LR" --lr_scheduler "$NEXT_SCHEDULER" --temperature 0.8 --batch_size 16 --num_generations 4 \
-      --mini_batch_size 16 --ppo_epochs 1 \
-      --max_new_tokens 48 --max_steps "$NEXT_STEPS" --save_steps 10 --save_total_limit 2 --log_with none \
+      --learning_rate "$NEXT_LR" --lr_scheduler "$NEXT_SCHEDULER" --temperature 0.8 --batch_size 16 \
+      --num_generations 4 --mini_batch_size 16 --ppo_epochs 1 --max_new_tokens 48 --max_steps "$NEXT_STEPS" \
+      --save_steps 10 --save_total_limit 2 --log_with none \
       --eval_steps 50 --eval_users 128 --eval_split valid --keep_best auc --checkpoint_dir "$run" \
       $( ls -d "$run"/checkpoint_step_* >/dev/null 2>&1 && echo --resume ) ;;
   grpo-next-eval)  # the test read of grpo-next, once: final and validation-best policy - SFT, and - last-item, paired
     run=$NEXT_RUN n=$NEXT_N_TEST
-    [ -d "$run/checkpoint_final" ] || { echo "grpo-next has not finished: run scripts/beauty_recipe.sh grpo-next"; exit 1; }
+    [ -d "$run/checkpoint_final" ] || {
+      echo "$run has not finished: run scripts/beauty_recipe.sh grpo-next (with the same NEXT_LR / NEXT_SCHEDULER)"; exit 1; }
     B=(--batch_size 64)  # the held-out curve's batch (128 users in 65 s there); larger batches decode faster on a CPU
     evaluate "last-item-$n" test --method last-item --num_users "$n"
     evaluate "sft-$n" test --num_users "$n" "${B[@]}" --method policy --model "$RUNS/sft-beauty/checkpoint_final"

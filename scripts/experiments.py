@@ -286,8 +286,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str], str]] = {
         f"ml-h5-const16-lr{lr}": (
             "train",
             h5_constant(lr, 16, eval_steps=8),
-            f"as ml-next5-h5 for 16 steps at a "
-            f"constant lr {lr} (the demo's size on a CPU without native bf16)",
+            f"as ml-next5-h5 for 16 steps at a constant lr {lr} (the demo's size on a CPU without native bf16)",
         )
         for lr in ("2e-5", "5e-5")
     },
